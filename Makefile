@@ -1,0 +1,34 @@
+# Quick start: `make demo` (the main job on the built-in reference model) and `make test`.
+# Both create the virtual environment on first use.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast venv model clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/inc-mt demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Retrain and re-export the reference model (about 60 minutes of training on 2 cores; resumable).
+model: $(STAMP)
+	$(BIN)/python -m inc_transformer_mt.model.train --workdir work/train --time-budget-min 60
+	$(BIN)/python -m inc_transformer_mt.model.export --workdir work/train --out inc_transformer_mt/reference
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

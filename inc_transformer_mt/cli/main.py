@@ -1,0 +1,281 @@
+"""``inc-mt``: translate, evaluate and inspect TensorFlow Transformer translation graphs.
+
+Exit codes: 0 ok, 1 a check failed, 2 usage or input error (one ``error:`` line, no traceback).
+TensorFlow is imported only by the commands that run a graph, so ``inc-mt --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from inc_transformer_mt import __version__
+from inc_transformer_mt.errors import UserError
+
+__all__ = ["main", "build_parser", "REFERENCE_MODEL"]
+
+REFERENCE_MODEL = Path(__file__).resolve().parent.parent / "reference"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+    path = Path(path)
+    if path.parent and not path.parent.is_dir():
+        raise UserError(f"{path}: output directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's and ITEX's C++ start-up chatter off stderr (``-v`` or the variables bring it back)."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ITEX_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=str(REFERENCE_MODEL),
+                   help="model directory (with model.json) or frozen graph .pb/.pb.gz (default: the reference model)")
+    g.add_argument("--input-tensor", help="input token-id tensor, int32 [batch, length] (default from model.json)")
+    g.add_argument("--output-tensor", help="output token-id tensor, int32 [batch, length] (default from model.json)")
+    g.add_argument("--tokenizer", help="SentencePiece model (default from model.json)")
+    g.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default 4096)")
+    g.add_argument("--max-sentences", type=int, default=128, help="sentences per batch (default 128)")
+    g.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TF default)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _translator(args: argparse.Namespace):
+    _quiet_tensorflow()
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import resolve_model
+
+    if args.max_tokens < 1 or args.max_sentences < 1:
+        raise UserError("--max-tokens and --max-sentences must be positive")
+    model = resolve_model(args.model, input_tensor=args.input_tensor, output_tensor=args.output_tensor,
+                          tokenizer=args.tokenizer)
+    return Translator(model, intra_threads=args.threads)
+
+
+def _translate(translator, sentences: Sequence[str], args: argparse.Namespace, name: str) -> list[str]:
+    return translator.translate(sentences, max_tokens=args.max_tokens, max_sentences=args.max_sentences,
+                                source_name=name, progress=False if args.no_progress else None)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_translate(args: argparse.Namespace) -> int:
+    from inc_transformer_mt.data.corpus import parse_lines, read_lines
+
+    if args.input == "-":
+        name = "<stdin>"
+        sentences = parse_lines(sys.stdin.buffer, name)
+    else:
+        name = args.input
+        sentences = read_lines(args.input, what="input file")
+    with _translator(args) as translator:
+        outputs = _translate(translator, sentences, args, name)
+    text = "".join(line + "\n" for line in outputs)
+    if args.output:
+        atomic_write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _eval_files(args: argparse.Namespace) -> tuple[str, str, str]:
+    from inc_transformer_mt.data.corpus import multi30k_split
+
+    if args.source or args.reference:
+        if not (args.source and args.reference):
+            raise UserError("--source and --reference go together")
+        return str(args.source), str(args.reference), "custom"
+    src = multi30k_split(args.split, args.src_lang, args.data_dir)
+    ref = multi30k_split(args.split, args.tgt_lang, args.data_dir)
+    return str(src), str(ref), f"multi30k/{args.split}"
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Translate a test set and score it; returns the result as a JSON-ready dict."""
+    from inc_transformer_mt.data.corpus import read_parallel
+    from inc_transformer_mt.metrics.bleu import score
+
+    source, reference, label = _eval_files(args)
+    src, ref = read_parallel(source, reference)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError("--limit must be positive")
+        src, ref = src[: args.limit], ref[: args.limit]
+    with _translator(args) as translator:
+        start = time.perf_counter()
+        hyps = _translate(translator, src, args, source)
+        seconds = time.perf_counter() - start
+        stats = translator.stats
+        graph_path = str(translator.model.graph_path)
+    bleu = score(hyps, ref)
+    if args.hyp_out:
+        atomic_write_text(Path(args.hyp_out), "".join(h + "\n" for h in hyps))
+    return {
+        "model": graph_path,
+        "dataset": label,
+        "source": source,
+        "reference": reference,
+        "sentences": len(src),
+        "bleu": round(bleu.score, 2),
+        "signature": bleu.signature,
+        "bleu_details": bleu.to_dict(),
+        "seconds": round(seconds, 2),
+        "sentences_per_second": round(len(src) / seconds, 2) if seconds else None,
+        "batches": stats.batches,
+    }
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    result = evaluate(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['dataset']}: {result['sentences']} sentences, BLEU {result['bleu']:.2f}")
+        print(f"signature: {result['signature']}")
+        print(f"time: {result['seconds']:.1f} s ({result['sentences_per_second']} sentences/s, "
+              f"{result['batches']} length-sorted batches)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from inc_transformer_mt.model.graph import check_tensor, load_graph_def, op_census, resolve_model
+
+    model = resolve_model(args.model, input_tensor=args.input_tensor, output_tensor=args.output_tensor)
+    graph_def = load_graph_def(model.graph_path)
+    check_tensor(graph_def, model.meta.input_tensor, "input tensor", model.graph_path)
+    check_tensor(graph_def, model.meta.output_tensor, "output tensor", model.graph_path)
+    info = {"graph": str(model.graph_path), "nodes": len(graph_def.node), "meta": model.meta.to_dict(),
+            "census": op_census(graph_def).to_dict()}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"graph: {info['graph']} ({info['nodes']} nodes, control flow {info['census']['control_flow']})")
+    print(f"input: {model.meta.input_tensor}  output: {model.meta.output_tensor}")
+    print(f"{'op':<16}{'outside loop':>14}{'inside loop':>13}{'total':>8}")
+    for op, c in info["census"]["ops"].items():
+        print(f"{op:<16}{c['outside_loop']:>14}{c['inside_loop']:>13}{c['total']:>8}")
+    return 0
+
+
+def cmd_fetch_data(args: argparse.Namespace) -> int:
+    from inc_transformer_mt.data.corpus import fetch_multi30k
+
+    written = fetch_multi30k(args.dest)
+    print(f"{len(written)} file(s) written to {args.dest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Translate and score the reference model on Multi30k val and test_2016_flickr; write a JSON report."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for split in ("val", "test_2016_flickr"):
+        ns = argparse.Namespace(**{**vars(args), "split": split, "source": None, "reference": None,
+                                   "hyp_out": str(out / f"{split}.hyp.de"), "limit": args.limit})
+        result = evaluate(ns)
+        results.append(result)
+        print(f"{split:>18}: BLEU {result['bleu']:.2f} on {result['sentences']} sentences "
+              f"({result['seconds']:.0f} s)")
+    print(f"signature: {results[0]['signature']}")
+    atomic_write_text(out / "report.json", json.dumps({"version": __version__, "results": results}, indent=2) + "\n")
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inc-mt", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("translate", help="translate a file (or stdin) to stdout or a file")
+    p.add_argument("input", nargs="?", default="-", help="source file, plain or .gz, one sentence a line (- = stdin)")
+    p.add_argument("-o", "--output", help="write translations here (atomically) instead of stdout")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_translate)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("data")
+        g.add_argument("--source", help="source sentences (plain or .gz)")
+        g.add_argument("--reference", help="reference translations, line-aligned with --source")
+        g.add_argument("--split", default="test_2016_flickr", choices=["train", "val", "test_2016_flickr"],
+                       help="Multi30k split when no --source/--reference (default test_2016_flickr)")
+        g.add_argument("--data-dir", help="Multi30k directory (default: $INC_MT_MULTI30K or ../shared/data/multi30k)")
+        g.add_argument("--src-lang", default="en")
+        g.add_argument("--tgt-lang", default="de")
+        g.add_argument("--limit", type=int, help="only the first N sentences")
+
+    p = sub.add_parser("evaluate", help="translate a test set and report sacreBLEU with its signature")
+    data_args(p)
+    p.add_argument("--hyp-out", help="also write the translations to this file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="tensor names and op census (inside / outside the decode loop)")
+    p.add_argument("--model", default=str(REFERENCE_MODEL))
+    p.add_argument("--input-tensor")
+    p.add_argument("--output-tensor")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("fetch-data", help="download Multi30k (en, de) from its public repository")
+    p.add_argument("dest", help="directory to write train/val/test_2016_flickr .gz files into")
+    p.set_defaults(func=cmd_fetch_data)
+
+    p = sub.add_parser("demo", help="the built-in default job: score the reference model on Multi30k")
+    p.add_argument("--out", default="out/demo", help="report directory (default out/demo)")
+    p.add_argument("--data-dir")
+    p.add_argument("--src-lang", default="en")
+    p.add_argument("--tgt-lang", default="de")
+    p.add_argument("--limit", type=int, help="only the first N sentences of each split")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "fetch-data":
+        _quiet_tensorflow()
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""Translating with a frozen graph: tokenize, sort by length, batch by token budget, run, restore order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
+from inc_transformer_mt.data.tokenizer import Tokenizer
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import ResolvedModel, check_tensor, load_graph_def
+
+__all__ = ["Translator", "TranslationStats"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TranslationStats:
+    sentences: int = 0
+    batches: int = 0
+    source_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+class Translator:
+    """Runs a frozen translation graph in a TF1 session.
+
+    Args:
+        model: graph path, metadata and tokenizer (see :func:`resolve_model`).
+        graph_def: an already loaded GraphDef (skips reading ``model.graph_path``).
+        intra_threads / inter_threads: TF thread pools (0 = TensorFlow's default).
+    """
+
+    def __init__(self, model: ResolvedModel, *, graph_def=None, intra_threads: int = 0, inter_threads: int = 0):
+        import tensorflow as tf
+
+        self.model = model
+        path = model.graph_path
+        self.graph_def = graph_def if graph_def is not None else load_graph_def(path)
+        if model.tokenizer_path is None:
+            raise UserError(f"{path}: no tokenizer given (use --tokenizer or a model.json)")
+        self.tokenizer = Tokenizer(model.tokenizer_path)
+        meta = model.meta
+        self.input_name = check_tensor(self.graph_def, meta.input_tensor, "input tensor", path)
+        self.output_name = check_tensor(self.graph_def, meta.output_tensor, "output tensor", path)
+        self.max_source_tokens = meta.max_source_tokens
+        graph = tf.Graph()
+        with graph.as_default():
+            try:
+                tf.import_graph_def(self.graph_def, name="")
+            except (ValueError, TypeError, tf.errors.OpError) as exc:
+                raise UserError(f"{path}: the graph cannot be loaded ({str(exc).splitlines()[0]})") from None
+            try:
+                self._input = graph.get_tensor_by_name(self.input_name)
+                self._output = graph.get_tensor_by_name(self.output_name)
+            except (KeyError, ValueError) as exc:
+                raise UserError(f"{path}: {exc}") from None
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=intra_threads, inter_op_parallelism_threads=inter_threads
+        )
+        self.session = tf.compat.v1.Session(graph=graph, config=config)
+        self.stats = TranslationStats()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "Translator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def encode(self, sentences: Sequence[str], source_name: str = "input") -> list[list[int]]:
+        """Subword ids of every sentence; a UserError naming the line when one is over the model's limit."""
+        ids = self.tokenizer.encode_batch(sentences)
+        for number, row in enumerate(ids, start=1):
+            if len(row) > self.max_source_tokens:
+                raise UserError(
+                    f"{source_name}:{number}: sentence has {len(row)} subword tokens, over the model's limit "
+                    f"of {self.max_source_tokens}"
+                )
+        return ids
+
+    def run_batch(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        width = max(len(r) for r in rows)
+        batch = np.zeros((len(rows), width), dtype=np.int32)
+        for i, r in enumerate(rows):
+            batch[i, : len(r)] = r
+        import tensorflow as tf
+
+        try:
+            return self.session.run(self._output, {self._input: batch})
+        except tf.errors.OpError as exc:
+            raise UserError(
+                f"{self.model.graph_path}: running the graph failed ({exc.__class__.__name__}: "
+                f"{str(exc.message).splitlines()[0]})"
+            ) from None
+
+    def translate(
+        self,
+        sentences: Sequence[str],
+        *,
+        max_tokens: int = 4096,
+        max_sentences: int = 128,
+        source_name: str = "input",
+        progress: bool | None = None,
+    ) -> list[str]:
+        """Translations of ``sentences`` in input order (computed in length-sorted token-budget batches)."""
+        from tqdm import tqdm
+
+        ids = self.encode(sentences, source_name)
+        lengths = [len(r) for r in ids]
+        order = sort_by_length(lengths)
+        batches = make_batches(order, lengths, max_tokens=max_tokens, max_sentences=max_sentences)
+        outputs: list[str] = []
+        start = time.perf_counter()
+        bar = tqdm(total=len(sentences), unit="sent", disable=None if progress is None else not progress,
+                   leave=False, desc="translating")
+        try:
+            for batch in batches:
+                out = self.run_batch([ids[i] for i in batch])
+                for row in out:
+                    text = self.tokenizer.decode(row)
+                    outputs.append(text)
+                    self.stats.output_tokens += int(np.count_nonzero(row))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        self.stats.sentences += len(sentences)
+        self.stats.batches += len(batches)
+        self.stats.source_tokens += sum(lengths)
+        self.stats.seconds += time.perf_counter() - start
+        return restore_order(outputs, [i for b in batches for i in b])
