@@ -55,3 +55,38 @@ def reference_dir() -> Path:
     if not (REFERENCE / "model.json").is_file():
         pytest.fail(f"the reference model is missing from {REFERENCE}")
     return REFERENCE
+
+
+def run_graph(graph_def, batch):
+    """(output ids, scores) of a frozen graph for an int32 batch."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        return sess.run(["output_ids:0", "output_scores:0"], {"input_ids:0": batch})
+
+
+def eager_sequence_score(params, cfg, src_row, out_row):
+    """Log-probability of out_row given src_row under the teacher-forced (training-path) model,
+    length-normalised as the beam search does when the hypothesis ended with EOS."""
+    import tensorflow as tf
+
+    from inc_transformer_mt.model import transformer as T
+    from inc_transformer_mt.model.config import EOS_ID
+
+    out = list(out_row)
+    ended = EOS_ID in out
+    if ended:
+        out = out[: out.index(EOS_ID) + 1]
+    p = {k: tf.constant(v) for k, v in params.items()}
+    src = tf.constant([src_row], tf.int32)
+    tgt = tf.constant([out], tf.int32)
+    memory, bias = T.encode(p, src, cfg, training=False)
+    logits = T.decode_train(p, memory, bias, tgt, cfg, training=False)
+    logp = tf.nn.log_softmax(logits)[0].numpy()
+    total = float(sum(logp[i, t] for i, t in enumerate(out)))
+    if ended:
+        total /= ((5.0 + len(out)) / 6.0) ** cfg.alpha
+    return total

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SPM, tiny_config, tiny_params
+from conftest import SPM, eager_sequence_score, run_graph, tiny_config, tiny_params
 
 pytestmark = pytest.mark.tf
 
@@ -52,40 +52,6 @@ def test_export_does_not_leak_v1_control_flow_setting():
     assert control_flow_util.ENABLE_CONTROL_FLOW_V2 == before
 
 
-def _run_graph(graph_def, batch):
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as sess:
-        return sess.run(["output_ids:0", "output_scores:0"], {"input_ids:0": batch})
-
-
-def _eager_sequence_score(params, cfg, src_row, out_row):
-    """Log-probability of out_row given src_row under the teacher-forced (training-path) model,
-    length-normalised as the beam search does when the hypothesis ended with EOS."""
-    import tensorflow as tf
-
-    from inc_transformer_mt.model import transformer as T
-    from inc_transformer_mt.model.config import EOS_ID
-
-    out = list(out_row)
-    ended = EOS_ID in out
-    if ended:
-        out = out[: out.index(EOS_ID) + 1]
-    p = {k: tf.constant(v) for k, v in params.items()}
-    src = tf.constant([src_row], tf.int32)
-    tgt = tf.constant([out], tf.int32)
-    memory, bias = T.encode(p, src, cfg, training=False)
-    logits = T.decode_train(p, memory, bias, tgt, cfg, training=False)
-    logp = tf.nn.log_softmax(logits)[0].numpy()
-    total = float(sum(logp[i, t] for i, t in enumerate(out)))
-    if ended:
-        total /= ((5.0 + len(out)) / 6.0) ** cfg.alpha
-    return total
-
-
 def test_graph_scores_equal_eager_teacher_forced_scores(tiny_graph_def):
     """The in-graph incremental decoder (cache, gather_nd, loop) computes the same model as training."""
     from inc_transformer_mt.data.tokenizer import Tokenizer
@@ -95,10 +61,10 @@ def test_graph_scores_equal_eager_teacher_forced_scores(tiny_graph_def):
     batch = np.zeros((2, max(map(len, rows))), np.int32)
     for i, r in enumerate(rows):
         batch[i, : len(r)] = r
-    ids, scores = _run_graph(tiny_graph_def, batch)
+    ids, scores = run_graph(tiny_graph_def, batch)
     assert ids.dtype == np.int32 and ids.shape[0] == 2
     for i in range(2):
-        expected = _eager_sequence_score(tiny_params(), tiny_config(), batch[i], ids[i])
+        expected = eager_sequence_score(tiny_params(), tiny_config(), batch[i], ids[i])
         assert scores[i] == pytest.approx(expected, rel=1e-4, abs=1e-4)
 
 
@@ -110,8 +76,8 @@ def test_padding_does_not_change_the_translation(tiny_graph_def):
     padded = np.zeros((2, len(row) + 4), np.int32)
     padded[0, : len(row)] = row
     padded[1, :] = Tokenizer(SPM).encode("Two men are talking in a small room today .")[: len(row) + 4]
-    ids_alone, sc_alone = _run_graph(tiny_graph_def, alone)
-    ids_padded, sc_padded = _run_graph(tiny_graph_def, padded)
+    ids_alone, sc_alone = run_graph(tiny_graph_def, alone)
+    ids_padded, sc_padded = run_graph(tiny_graph_def, padded)
     n = ids_alone.shape[1]
     # The padded batch decodes longer (max length follows the padded width); the common prefix agrees.
     assert ids_padded[0, :n].tolist() == ids_alone[0].tolist()

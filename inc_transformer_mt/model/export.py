@@ -25,7 +25,15 @@ import numpy as np
 
 from inc_transformer_mt.model.config import EOS_ID, GraphMeta, ModelConfig
 
-__all__ = ["build_inference_graph", "v1_control_flow", "write_model_dir", "INPUT", "OUTPUT", "SCORES"]
+__all__ = [
+    "build_inference_graph",
+    "v1_control_flow",
+    "write_model_dir",
+    "weights_from_graph",
+    "INPUT",
+    "OUTPUT",
+    "SCORES",
+]
 
 INPUT = "input_ids"
 OUTPUT = "output_ids"
@@ -86,6 +94,18 @@ def build_inference_graph(params: Mapping[str, np.ndarray], cfg: ModelConfig):
     if graph_def.library.function:
         raise RuntimeError("exported graph has a function library; expected v1 control flow only")
     return graph_def
+
+
+def weights_from_graph(graph_def) -> dict[str, np.ndarray]:
+    """The weights stored in an exported graph (``weights/<name>`` Const nodes), by parameter name."""
+    import tensorflow as tf
+
+    prefix = "weights/"
+    return {
+        node.name[len(prefix):]: tf.make_ndarray(node.attr["value"].tensor)
+        for node in graph_def.node
+        if node.op == "Const" and node.name.startswith(prefix)
+    }
 
 
 def _atomic_write_bytes(path: Path, data: bytes, compress: bool) -> None:
