@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SPM, eager_sequence_score, run_graph, tiny_config, tiny_params
+
+from inc_transformer_mt.data.batching import pad_batch
 
 pytestmark = pytest.mark.tf
 
@@ -42,6 +43,13 @@ def test_census_counts_match_architecture(tiny_graph_def):
     assert ops["GatherNd"] == {"outside_loop": 0, "inside_loop": 2 * (2 * dec + 2) + 6, "total": 2 * (2 * dec + 2) + 6}
 
 
+def test_export_is_deterministic(tiny_graph_def):
+    from inc_transformer_mt.model.export import build_inference_graph
+
+    again = build_inference_graph(tiny_params(), tiny_config())
+    assert again.SerializeToString(deterministic=True) == tiny_graph_def.SerializeToString(deterministic=True)
+
+
 def test_export_does_not_leak_v1_control_flow_setting():
     from tensorflow.python.ops import control_flow_util
 
@@ -57,10 +65,7 @@ def test_graph_scores_equal_eager_teacher_forced_scores(tiny_graph_def):
     from inc_transformer_mt.data.tokenizer import Tokenizer
 
     tok = Tokenizer(SPM)
-    rows = tok.encode_batch(["A dog runs.", "Two men are talking in a small room."])
-    batch = np.zeros((2, max(map(len, rows))), np.int32)
-    for i, r in enumerate(rows):
-        batch[i, : len(r)] = r
+    batch = pad_batch(tok.encode_batch(["A dog runs.", "Two men are talking in a small room."]))
     ids, scores = run_graph(tiny_graph_def, batch)
     assert ids.dtype == np.int32 and ids.shape[0] == 2
     for i in range(2):
@@ -76,8 +81,8 @@ def test_padding_does_not_change_the_translation(tiny_graph_def):
     padded = np.zeros((2, len(row) + 4), np.int32)
     padded[0, : len(row)] = row
     padded[1, :] = Tokenizer(SPM).encode("Two men are talking in a small room today .")[: len(row) + 4]
-    ids_alone, sc_alone = run_graph(tiny_graph_def, alone)
-    ids_padded, sc_padded = run_graph(tiny_graph_def, padded)
+    ids_alone, _ = run_graph(tiny_graph_def, alone)
+    ids_padded, _ = run_graph(tiny_graph_def, padded)
     n = ids_alone.shape[1]
     # The padded batch decodes longer (max length follows the padded width); the common prefix agrees.
     assert ids_padded[0, :n].tolist() == ids_alone[0].tolist()

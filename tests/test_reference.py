@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-
 from conftest import eager_sequence_score, run_graph
+
+from inc_transformer_mt.data.batching import pad_batch
 
 pytestmark = pytest.mark.slow
 
@@ -64,10 +64,7 @@ def test_graph_scores_equal_the_eager_model_with_the_graph_weights(translator):
     meta_model = dict(translator.model.meta.model)
     cfg = ModelConfig.from_dict({k: v for k, v in meta_model.items() if k not in ("graph", "fp16_rounded_weights")})
     params = weights_from_graph(translator.graph_def)
-    rows = translator.encode(list(GOLDEN)[:3])
-    batch = np.zeros((3, max(map(len, rows))), np.int32)
-    for i, r in enumerate(rows):
-        batch[i, : len(r)] = r
+    batch = pad_batch(translator.encode(list(GOLDEN)[:3]))
     ids, scores = run_graph(translator.graph_def, batch)
     for i in range(3):
         assert 1 in ids[i].tolist()  # every hypothesis ended with EOS

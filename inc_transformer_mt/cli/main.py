@@ -11,35 +11,21 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from inc_transformer_mt import __version__
+from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
 
-__all__ = ["main", "build_parser", "REFERENCE_MODEL"]
+__all__ = ["REFERENCE_MODEL", "build_parser", "main"]
 
 REFERENCE_MODEL = Path(__file__).resolve().parent.parent / "reference"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    if path.parent and not path.parent.is_dir():
-        raise UserError(f"{path}: output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _quiet_tensorflow() -> None:
     """Keep TensorFlow's and ITEX's C++ start-up chatter off stderr (``-v`` or the variables bring it back)."""
     if logging.getLogger().isEnabledFor(logging.INFO):
@@ -93,7 +79,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         outputs = _translate(translator, sentences, args, name)
     text = "".join(line + "\n" for line in outputs)
     if args.output:
-        atomic_write_text(Path(args.output), text)
+        atomic_write(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return 0
@@ -130,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         graph_path = str(translator.model.graph_path)
     bleu = score(hyps, ref)
     if args.hyp_out:
-        atomic_write_text(Path(args.hyp_out), "".join(h + "\n" for h in hyps))
+        atomic_write(Path(args.hyp_out), "".join(h + "\n" for h in hyps))
     return {
         "model": graph_path,
         "dataset": label,
@@ -200,7 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{split:>18}: BLEU {result['bleu']:.2f} on {result['sentences']} sentences "
               f"({result['seconds']:.0f} s)")
     print(f"signature: {results[0]['signature']}")
-    atomic_write_text(out / "report.json", json.dumps({"version": __version__, "results": results}, indent=2) + "\n")
+    atomic_write(out / "report.json", json.dumps({"version": __version__, "results": results}, indent=2) + "\n")
     print(f"report: {out / 'report.json'}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Length-sorted batching and order restoration (pure Python, no TensorFlow).
+"""Length-sorted batching, padding and order restoration (no TensorFlow).
 
 Sentences are sorted by source subword length (longest first, so the biggest batch runs first and memory
 problems show up at once), cut into batches whose padded size fits a token budget, and the outputs are put
@@ -7,9 +7,12 @@ back in input order.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
-__all__ = ["sort_by_length", "restore_order", "make_batches"]
+import numpy as np
+
+__all__ = ["make_batches", "pad_batch", "restore_order", "sort_by_length"]
 
 T = TypeVar("T")
 
@@ -51,3 +54,11 @@ def make_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int = 0) -> np.ndarray:
+    """int32 [len(rows), longest row] matrix, right-padded with ``pad_id``."""
+    out = np.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out

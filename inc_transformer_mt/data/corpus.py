@@ -11,20 +11,21 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from inc_transformer_mt.errors import UserError
 
 __all__ = [
+    "MULTI30K_ENV",
+    "MULTI30K_URL",
+    "fetch_multi30k",
+    "multi30k_dir",
+    "multi30k_split",
     "parse_lines",
     "read_lines",
     "read_parallel",
-    "multi30k_dir",
-    "multi30k_split",
-    "fetch_multi30k",
-    "MULTI30K_ENV",
-    "MULTI30K_URL",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def fetch_multi30k(
     ``opener`` maps a URL to a binary file-like object (default ``urllib.request.urlopen``); tests pass
     one that reads a local copy. Existing files are kept. Each file is checked to be gzip with UTF-8 text.
     """
-    opener = opener or (lambda url: urllib.request.urlopen(url, timeout=60))  # noqa: S310 - fixed https URL
+    opener = opener or (lambda url: urllib.request.urlopen(url, timeout=60))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

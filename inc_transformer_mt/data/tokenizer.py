@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.config import EOS_ID, PAD_ID, UNK_ID

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
+from inc_transformer_mt.data.batching import make_batches, pad_batch, restore_order, sort_by_length
 from inc_transformer_mt.data.tokenizer import Tokenizer
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.graph import ResolvedModel, check_tensor, load_graph_def
 
-__all__ = ["Translator", "TranslationStats"]
+__all__ = ["TranslationStats", "Translator"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class Translator:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "Translator":
+    def __enter__(self) -> Translator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -89,12 +88,9 @@ class Translator:
         return ids
 
     def run_batch(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        width = max(len(r) for r in rows)
-        batch = np.zeros((len(rows), width), dtype=np.int32)
-        for i, r in enumerate(rows):
-            batch[i, : len(r)] = r
         import tensorflow as tf
 
+        batch = pad_batch(rows, self.model.meta.pad_id)
         try:
             return self.session.run(self._output, {self._input: batch})
         except tf.errors.OpError as exc:

@@ -8,7 +8,7 @@ penalty ((5 + length) / 6) ** alpha.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from inc_transformer_mt.errors import UserError
 
-__all__ = ["ModelConfig", "GraphMeta", "PAD_ID", "EOS_ID", "UNK_ID"]
+__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "ModelConfig"]
 
 PAD_ID = 0
 EOS_ID = 1
@@ -45,7 +45,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -71,7 +71,7 @@ class GraphMeta:
     model: dict[str, Any] | None = None
 
     @classmethod
-    def load(cls, path: Path) -> "GraphMeta":
+    def load(cls, path: Path) -> GraphMeta:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

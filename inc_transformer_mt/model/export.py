@@ -14,25 +14,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import json
-import os
-import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 
+from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.model.config import EOS_ID, GraphMeta, ModelConfig
 
 __all__ = [
-    "build_inference_graph",
-    "v1_control_flow",
-    "write_model_dir",
-    "weights_from_graph",
     "INPUT",
     "OUTPUT",
     "SCORES",
+    "build_inference_graph",
+    "v1_control_flow",
+    "weights_from_graph",
+    "write_model_dir",
 ]
 
 INPUT = "input_ids"
@@ -108,16 +106,6 @@ def weights_from_graph(graph_def) -> dict[str, np.ndarray]:
     }
 
 
-def _atomic_write_bytes(path: Path, data: bytes, compress: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if compress:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-            gz.write(data)
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_model_dir(
     params: Mapping[str, np.ndarray], cfg: ModelConfig, spm_model: Path, out: Path, *, fp16_weights: bool, compress: bool
 ) -> Path:
@@ -132,7 +120,7 @@ def write_model_dir(
     out.mkdir(parents=True, exist_ok=True)
     name = "model.pb.gz" if compress else "model.pb"
     graph_path = out / name
-    _atomic_write_bytes(graph_path, graph_def.SerializeToString(deterministic=True), compress)
+    atomic_write(graph_path, graph_def.SerializeToString(deterministic=True), gzip_level=9 if compress else None)
     meta = GraphMeta(
         input_tensor=f"{INPUT}:0",
         output_tensor=f"{OUTPUT}:0",
@@ -141,12 +129,9 @@ def write_model_dir(
         max_source_tokens=cfg.max_source_tokens,
         model={**cfg.to_dict(), "graph": name, "fp16_rounded_weights": fp16_weights},
     )
-    tmp = out / ".model.json.tmp"
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "model.json")
+    atomic_write(out / "model.json", json.dumps(meta.to_dict(), indent=2) + "\n")
     if spm_model.resolve() != (out / "spm.model").resolve():
-        shutil.copyfile(spm_model, out / ".spm.model.tmp")
-        os.replace(out / ".spm.model.tmp", out / "spm.model")
+        atomic_write(out / "spm.model", spm_model.read_bytes())
     return graph_path
 
 

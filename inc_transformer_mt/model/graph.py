@@ -14,13 +14,13 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.config import GraphMeta
 
 __all__ = [
-    "load_graph_def",
-    "resolve_model",
-    "check_tensor",
-    "op_census",
-    "loop_nodes",
-    "ResolvedModel",
     "CENSUS_OPS",
+    "ResolvedModel",
+    "check_tensor",
+    "load_graph_def",
+    "loop_nodes",
+    "op_census",
+    "resolve_model",
 ]
 
 #: Op types the census reports individually (plus LayerNorm, counted by name scope or fused op).
@@ -36,8 +36,8 @@ def load_graph_def(path: str | Path):
     Raises:
         UserError: file missing, unreadable, not a GraphDef, or empty.
     """
-    from tensorflow.core.framework import graph_pb2
     from google.protobuf.message import DecodeError
+    from tensorflow.core.framework import graph_pb2
 
     path = Path(path)
     if not path.is_file():

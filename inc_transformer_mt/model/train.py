@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.data.batching import make_batches, pad_batch
 from inc_transformer_mt.data.corpus import multi30k_split, read_lines
 from inc_transformer_mt.model.config import PAD_ID, ModelConfig
 
@@ -28,9 +30,7 @@ logger = logging.getLogger("inc_transformer_mt.train")
 
 
 def _atomic_json(path: Path, data: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -39,40 +39,21 @@ def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def make_batches(
+def training_batches(
     src: list[list[int]], tgt: list[list[int]], max_tokens: int, rng: np.random.Generator | None
-) -> list[np.ndarray]:
-    """Index batches of similar length whose padded size (n x longest side) stays within ``max_tokens``.
+) -> list[list[int]]:
+    """Index batches of similar length whose padded size (rows x longest side) stays within ``max_tokens``.
 
     With ``rng`` the order inside equal lengths and the batch order are shuffled (training); without it
     the result is deterministic (validation).
     """
-    lengths = np.array([max(len(s), len(t)) for s, t in zip(src, tgt)])
+    lengths = [max(len(s), len(t)) for s, t in zip(src, tgt)]
     noise = rng.random(len(lengths)) if rng is not None else np.zeros(len(lengths))
-    order = np.lexsort((noise, lengths))
-    batches: list[np.ndarray] = []
-    current: list[int] = []
-    longest = 0
-    for idx in order:
-        longest_new = max(longest, lengths[idx])
-        if current and longest_new * (len(current) + 1) > max_tokens:
-            batches.append(np.array(current))
-            current, longest_new = [], lengths[idx]
-        current.append(int(idx))
-        longest = longest_new
-    if current:
-        batches.append(np.array(current))
+    order = np.lexsort((noise, np.array(lengths))).tolist()
+    batches = make_batches(order, lengths, max_tokens=max_tokens, max_sentences=max(len(lengths), 1))
     if rng is not None:
         rng.shuffle(batches)
     return batches
-
-
-def pad_batch(seqs: list[list[int]]) -> np.ndarray:
-    width = max(len(s) for s in seqs)
-    out = np.full((len(seqs), width), PAD_ID, dtype=np.int32)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out
 
 
 def prepare_data(workdir: Path, data_dir: str | None, cfg: ModelConfig, src_lang: str, tgt_lang: str):
@@ -193,13 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     log_path = workdir / "train_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {"epochs": []}
     budget_s = args.time_budget_min * 60
-    val_batches = make_batches(va_src, va_tgt, args.max_tokens, None)
+    val_batches = training_batches(va_src, va_tgt, args.max_tokens, None)
     while int(epoch_var.numpy()) < args.max_epochs and float(elapsed_var.numpy()) < budget_s:
         epoch = int(epoch_var.numpy()) + 1
         rng = np.random.default_rng(args.seed + epoch)
         start = time.perf_counter()
         tot, cnt = 0.0, 0.0
-        for n, b in enumerate(make_batches(tr_src, tr_tgt, args.max_tokens, rng), start=1):
+        for n, b in enumerate(training_batches(tr_src, tr_tgt, args.max_tokens, rng), start=1):
             t, c = train_step(pad_batch([tr_src[i] for i in b]), pad_batch([tr_tgt[i] for i in b]))
             tot += float(t)
             cnt += float(c)

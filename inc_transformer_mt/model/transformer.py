@@ -14,7 +14,7 @@ INC sees plain ``MatMul`` nodes with constant weights.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -22,14 +22,14 @@ import tensorflow as tf
 from inc_transformer_mt.model.config import PAD_ID, ModelConfig
 
 __all__ = [
-    "init_params",
-    "param_shapes",
-    "encode",
-    "decode_train",
-    "decode_step",
-    "position_encoding",
-    "padding_bias",
     "NEG_INF",
+    "decode_step",
+    "decode_train",
+    "encode",
+    "init_params",
+    "padding_bias",
+    "param_shapes",
+    "position_encoding",
 ]
 
 NEG_INF = -1e9
@@ -241,7 +241,7 @@ def _decoder_stack(
         with tf.name_scope(f"layer_{i}"):
             x = _sublayer(
                 x,
-                lambda y, pre=pre: _attention(
+                lambda y, pre=pre, layer_cache=layer_cache: _attention(
                     p, f"{pre}/self_attention", y, y, self_bias, cfg, training, layer_cache
                 ),
                 p, f"{pre}/self_attention", cfg, training,

@@ -1,0 +1,46 @@
+"""Atomic writes and padding helpers (no TensorFlow)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.data.batching import pad_batch
+from inc_transformer_mt.errors import UserError
+
+pytestmark = pytest.mark.unit
+
+
+def test_atomic_write_text_bytes_and_gzip(tmp_path):
+    atomic_write(tmp_path / "a.txt", "héllo\n")
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo\n"
+    atomic_write(tmp_path / "a.txt", b"replaced")
+    assert (tmp_path / "a.txt").read_bytes() == b"replaced"
+    first = atomic_write(tmp_path / "b.gz", b"x" * 1000, gzip_level=9).read_bytes()
+    assert gzip.decompress(first) == b"x" * 1000
+    assert atomic_write(tmp_path / "b.gz", b"x" * 1000, gzip_level=9).read_bytes() == first  # deterministic
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.gz"]  # no temporary files left
+
+
+def test_atomic_write_uses_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_missing_directory(tmp_path):
+    with pytest.raises(UserError, match="output directory .* does not exist"):
+        atomic_write(tmp_path / "nope" / "a.txt", "x")
+
+
+def test_pad_batch():
+    batch = pad_batch([[5, 6, 1], [7, 1]])
+    assert batch.dtype == np.int32
+    assert batch.tolist() == [[5, 6, 1], [7, 1, 0]]
