@@ -106,3 +106,20 @@ def test_env_variable_points_to_the_corpus(tmp_path, monkeypatch):
     monkeypatch.setenv("INC_MT_MULTI30K", str(tmp_path / "missing"))
     with pytest.raises(UserError, match="INC_MT_MULTI30K"):
         multi30k_dir()
+
+
+def test_fetch_multi30k_against_the_local_copy(tmp_path):
+    """The download path, offline: an opener serving the shared local copy gives byte-identical files."""
+    try:
+        local = multi30k_dir()
+    except UserError:
+        pytest.skip("no local Multi30k copy on this machine")
+
+    def opener(url):
+        return open(local / url.rsplit("/", 1)[-1], "rb")
+
+    written = fetch_multi30k(tmp_path / "m30k", splits=("val", "test_2016_flickr"), opener=opener)
+    assert [p.name for p in written] == ["val.en.gz", "val.de.gz", "test_2016_flickr.en.gz", "test_2016_flickr.de.gz"]
+    for path in written:
+        assert path.read_bytes() == (local / path.name).read_bytes()
+    assert len(read_lines(tmp_path / "m30k" / "val.de.gz")) == 1014
