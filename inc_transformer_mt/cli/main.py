@@ -191,6 +191,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
+
+    if args.recipe_command == "schema":
+        sys.stdout.write(recipe_json_schema())
+        return 0
+    recipe = load_recipe(args.recipe, args.set or ())
+    if args.recipe_command == "validate":
+        print(f"ok: {args.recipe} is a valid recipe")
+        return 0
+    resolved = resolve_paths(recipe, Path(args.recipe).resolve().parent)
+    if args.json:
+        print(json.dumps(resolved.model_dump(mode="json"), indent=2))
+    else:
+        sys.stdout.write(dump_recipe(resolved))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inc-mt", description=__doc__.split("\n")[0])
@@ -232,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-data", help="download Multi30k (en, de) from its public repository")
     p.add_argument("dest", help="directory to write train/val/test_2016_flickr .gz files into")
     p.set_defaults(func=cmd_fetch_data)
+
+    p = sub.add_parser("recipe", help="check a tuning recipe, show it resolved, or print its JSON schema")
+    rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    for name, text in (("validate", "check a recipe (exit 0 valid, 2 invalid, naming key and line)"),
+                       ("show", "print the recipe with defaults filled in and paths resolved")):
+        r = rsub.add_parser(name, help=text)
+        r.add_argument("recipe", help="recipe YAML file")
+        r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a value, e.g. --set tuning.max_trials=5 (repeatable)")
+        if name == "show":
+            r.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    rsub.add_parser("schema", help="print the recipe JSON schema")
+    p.set_defaults(func=cmd_recipe)
 
     p = sub.add_parser("demo", help="the built-in default job: score the reference model on Multi30k")
     p.add_argument("--out", default="out/demo", help="report directory (default out/demo)")

@@ -1,0 +1,1 @@
+"""INT8 quantization on top of INC 3.10: KL calibration, the INC bridge, sensitivity, graph fixes."""

@@ -1,0 +1,207 @@
+"""Activation statistics of every MatMul input, decode-loop steps included, for KL calibration.
+
+Tensors inside a while-loop frame cannot be fetched with ``Session.run``. So the frozen graph is
+instrumented in place: each watched tensor gets in-graph update ops that accumulate into resource
+variables (entered into the loop frame with ``Enter``), and the consuming MatMul gets a control dependency
+on the update so that it runs at every step. Two passes over the calibration batches: the first records
+min / max (``ResourceScatterMin/Max``), the second a signed histogram over ``[-absmax, absmax]``
+(``HistogramFixedWidth`` + ``AssignAddVariableOp``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.quant.kl import TensorStats
+
+__all__ = ["matmul_inputs", "node_frames", "collect_stats", "CalibrationData"]
+
+logger = logging.getLogger(__name__)
+
+
+def _op(name: str) -> str:
+    return name.lstrip("^").split(":", 1)[0]
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def matmul_inputs(graph_def) -> dict[str, str]:
+    """MatMul op name -> its activation input tensor (input 0), for MatMuls with a constant weight."""
+    by_name = {n.name: n for n in graph_def.node}
+
+    def constant(name: str) -> bool:
+        node = by_name.get(_op(name))
+        while node is not None and node.op in ("Enter", "Identity"):
+            node = by_name.get(_op(node.input[0]))
+        return node is not None and node.op == "Const"
+
+    return {n.name: _tensor(n.input[0]) for n in graph_def.node
+            if n.op == "MatMul" and len(n.input) >= 2 and constant(n.input[1]) and not constant(n.input[0])}
+
+
+def node_frames(graph_def) -> tuple[dict[str, str], dict[str, int]]:
+    """(node -> while-frame name for nodes inside a loop, frame -> parallel_iterations). One level of loops."""
+    consumers: dict[str, list] = {}
+    for node in graph_def.node:
+        for inp in node.input:
+            consumers.setdefault(_op(inp), []).append(node)
+    frames: dict[str, str] = {}
+    parallel: dict[str, int] = {}
+    for enter in (n for n in graph_def.node if n.op == "Enter"):
+        frame = enter.attr["frame_name"].s.decode()
+        parallel[frame] = enter.attr["parallel_iterations"].i
+        queue = deque([enter])
+        while queue:
+            node = queue.popleft()
+            seen = frames.get(node.name)
+            if seen is not None:
+                if seen != frame:
+                    raise UserError(f"node {node.name} is in two loop frames ({seen}, {frame}): nested loops "
+                                    "are not supported by the calibrator")
+                continue
+            frames[node.name] = frame
+            if node.op == "Exit":
+                del frames[node.name]
+                continue
+            queue.extend(consumers.get(node.name, ()))
+    return frames, parallel
+
+
+@dataclass
+class CalibrationData:
+    """Statistics per watched tensor, and which MatMuls read which tensor."""
+
+    stats: dict[str, TensorStats]
+    matmul_input: dict[str, str]
+    batches: int
+    sentences: int
+
+
+class _Instrumented:
+    """The FP32 graph imported with update ops on the watched tensors."""
+
+    def __init__(self, graph_def, input_name: str, output_name: str, matmul_input: dict[str, str]):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.import_graph_def(graph_def, name="")
+        self.input = self.graph.get_tensor_by_name(input_name)
+        self.output = self.graph.get_tensor_by_name(output_name)
+        self.frames, self.parallel = node_frames(graph_def)
+        self.readers: dict[str, list[str]] = {}
+        for mm, tensor in matmul_input.items():
+            self.readers.setdefault(tensor, []).append(mm)
+        self.tensors = sorted(self.readers)
+
+    def _in_frame(self, tensor_name: str, handle):
+        tf = self.tf
+        frame = self.frames.get(_op(tensor_name))
+        if frame is None:
+            return handle
+        return tf.raw_ops.Enter(data=handle, frame_name=frame, is_constant=True,
+                                parallel_iterations=self.parallel[frame])
+
+    def _attach(self, tensor_name: str, update_op) -> None:
+        for mm in self.readers[tensor_name]:
+            self.graph.get_operation_by_name(mm)._add_control_input(update_op)
+
+    def add_range_ops(self):
+        tf = self.tf
+        variables = {}
+        inits = []
+        with self.graph.as_default():
+            for i, name in enumerate(self.tensors):
+                x = self.graph.get_tensor_by_name(name)
+                with tf.name_scope(f"inc_mt_calib/range_{i}"):
+                    h_min = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[1], shared_name=f"inc_mt_min_{i}")
+                    h_max = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[1], shared_name=f"inc_mt_max_{i}")
+                    inits.append(tf.raw_ops.AssignVariableOp(resource=h_min, value=tf.constant([np.inf], tf.float32)))
+                    inits.append(tf.raw_ops.AssignVariableOp(resource=h_max, value=tf.constant([-np.inf], tf.float32)))
+                    e_min, e_max = self._in_frame(name, h_min), self._in_frame(name, h_max)
+                    # every op (constants too) depends on x, so that it lives in x's loop frame
+                    with tf.control_dependencies([x.op]):
+                        idx = tf.constant([0], tf.int32)
+                        xf = tf.reshape(tf.cast(x, tf.float32), [-1])
+                        u1 = tf.raw_ops.ResourceScatterMin(resource=e_min, indices=idx,
+                                                            updates=tf.reshape(tf.reduce_min(xf), [1]))
+                        u2 = tf.raw_ops.ResourceScatterMax(resource=e_max, indices=idx,
+                                                            updates=tf.reshape(tf.reduce_max(xf), [1]))
+                    self._attach(name, u1)
+                    self._attach(name, u2)
+                    variables[name] = (tf.raw_ops.ReadVariableOp(resource=h_min, dtype=tf.float32),
+                                       tf.raw_ops.ReadVariableOp(resource=h_max, dtype=tf.float32))
+        return inits, variables
+
+    def add_hist_ops(self, ranges: dict[str, float], bins: int):
+        tf = self.tf
+        variables = {}
+        inits = []
+        with self.graph.as_default():
+            for i, name in enumerate(self.tensors):
+                x = self.graph.get_tensor_by_name(name)
+                r = float(ranges[name]) or 1.0
+                with tf.name_scope(f"inc_mt_calib/hist_{i}"):
+                    h = tf.raw_ops.VarHandleOp(dtype=tf.int64, shape=[2 * bins], shared_name=f"inc_mt_hist_{i}")
+                    inits.append(tf.raw_ops.AssignVariableOp(resource=h, value=tf.zeros([2 * bins], tf.int64)))
+                    e = self._in_frame(name, h)
+                    with tf.control_dependencies([x.op]):  # in x's loop frame
+                        value_range = tf.constant([-r, r], tf.float32)
+                        counts = tf.raw_ops.HistogramFixedWidth(
+                            values=tf.cast(x, tf.float32), value_range=value_range,
+                            nbins=tf.constant(2 * bins, tf.int32), dtype=tf.int64)
+                        update = tf.raw_ops.AssignAddVariableOp(resource=e, value=counts)
+                    self._attach(name, update)
+                    variables[name] = tf.raw_ops.ReadVariableOp(resource=h, dtype=tf.int64)
+        return inits, variables
+
+    def run(self, inits, fetch, batches: Sequence[np.ndarray]):
+        tf = self.tf
+        # Grappler's remapper fuses MatMul+BiasAdd and drops the MatMul's control inputs (the update ops
+        # would then never run): calibration runs the graph unoptimised.
+        config = tf.compat.v1.ConfigProto()
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        with tf.compat.v1.Session(graph=self.graph, config=config) as sess:
+            sess.run(inits)
+            for batch in batches:
+                sess.run(self.output, {self.input: batch})
+            return sess.run(fetch)
+
+
+def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequence[np.ndarray], *,
+                  bins: int = 2048, matmuls: Iterable[str] | None = None) -> CalibrationData:
+    """Min/max and histograms of every (selected) MatMul input over ``batches``, all loop steps included."""
+    mm_input = matmul_inputs(graph_def)
+    if matmuls is not None:
+        wanted = set(matmuls)
+        mm_input = {k: v for k, v in mm_input.items() if k in wanted}
+    if not mm_input:
+        raise UserError("no MatMul with a constant weight to calibrate in the graph")
+    batches = list(batches)
+    # pass 1: ranges
+    inst = _Instrumented(graph_def, input_name, output_name, mm_input)
+    inits, variables = inst.add_range_ops()
+    values = inst.run(inits, variables, batches)
+    ranges: dict[str, tuple[float, float]] = {}
+    for name, (lo, hi) in values.items():
+        if not np.isfinite(lo[0]) or not np.isfinite(hi[0]):
+            raise UserError(f"calibration never reached tensor {name} (is it on the path to the output?)")
+        ranges[name] = (float(lo[0]), float(hi[0]))
+    # pass 2: histograms over [-absmax, absmax]
+    inst = _Instrumented(graph_def, input_name, output_name, mm_input)
+    absmax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
+    inits, variables = inst.add_hist_ops(absmax, bins)
+    hists = inst.run(inits, variables, batches)
+    stats = {name: TensorStats(ranges[name][0], ranges[name][1], np.asarray(hists[name], np.int64))
+             for name in ranges}
+    sentences = int(sum(b.shape[0] for b in batches))
+    return CalibrationData(stats=stats, matmul_input=mm_input, batches=len(batches), sentences=sentences)

@@ -1,0 +1,208 @@
+"""The tuning recipe: a YAML file validated by these pydantic models (unknown keys are errors).
+
+No TensorFlow here: validating a recipe is instant. Settings that the stack (INC 3.10 on TensorFlow 2.15)
+cannot honour are rejected with the reason, never silently changed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Recipe",
+    "ModelSpec",
+    "DataSpec",
+    "SplitSpec",
+    "QuantRule",
+    "QuantizationSpec",
+    "CalibrationSpec",
+    "TuningSpec",
+    "CriterionSpec",
+    "OutputsSpec",
+    "RECIPE_VERSION",
+]
+
+RECIPE_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelSpec(_Strict):
+    """The FP32 frozen graph to quantize. Relative paths are relative to the recipe file."""
+
+    path: str = Field(description="model directory (with model.json) or frozen graph .pb/.pb.gz")
+    input_tensor: str | None = Field(None, description="int32 [batch, length] token ids (default: model.json)")
+    output_tensor: str | None = Field(None, description="int32 [batch, length] token ids (default: model.json)")
+    tokenizer: str | None = Field(None, description="SentencePiece model (default: model.json)")
+
+
+class SplitSpec(_Strict):
+    """A slice of a corpus: a Multi30k split, or a source/reference file pair."""
+
+    split: Literal["train", "val", "test_2016_flickr"] | None = Field(None, description="Multi30k split")
+    source: str | None = Field(None, description="source sentences file (instead of split)")
+    reference: str | None = Field(None, description="reference translations file (instead of split)")
+    start: int = Field(0, ge=0, description="first sentence (0-based)")
+    size: int = Field(gt=0, description="number of sentences")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SplitSpec":
+        files = self.source is not None or self.reference is not None
+        if files and self.split is not None:
+            raise ValueError("give either split or source/reference, not both")
+        if not files and self.split is None:
+            raise ValueError("give a split or source/reference files")
+        if files and (self.source is None or self.reference is None):
+            raise ValueError("source and reference go together")
+        return self
+
+    def key(self) -> tuple[str, ...]:
+        return (self.split,) if self.split else (str(self.source), str(self.reference))
+
+    def overlaps(self, other: "SplitSpec") -> bool:
+        return self.key() == other.key() and self.start < other.start + other.size and other.start < self.start + self.size
+
+
+class DataSpec(_Strict):
+    """Sentences for calibration and for the tuning metric; they must not overlap."""
+
+    data_dir: str | None = Field(None, description="Multi30k directory (default: auto-detected)")
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    calibration: SplitSpec = Field(description="sentences whose activations set the quantization ranges")
+    tuning: SplitSpec = Field(description="sentences the BLEU criterion is measured on")
+    heldout: SplitSpec | None = Field(None, description="optional held-out set scored for FP32 and the final "
+                                      "INT8 model only (never used for decisions)")
+    max_tokens: int = Field(4096, gt=0, description="padded source tokens per batch")
+    max_sentences: int = Field(128, gt=0, description="sentences per batch")
+
+    @model_validator(mode="after")
+    def _separate(self) -> "DataSpec":
+        if self.calibration.overlaps(self.tuning):
+            raise ValueError("calibration and tuning sentences overlap: calibrating on the evaluation set "
+                             "hides quantization error")
+        if self.heldout is not None and (self.heldout.overlaps(self.tuning) or self.heldout.overlaps(self.calibration)):
+            raise ValueError("the held-out set overlaps the calibration or tuning sentences")
+        return self
+
+
+OP_TYPES = ("MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd")
+
+
+class QuantRule(_Strict):
+    """One op-wise rule. Rules apply in order; a later match overrides an earlier one."""
+
+    op_type: Literal["MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"] | None = Field(
+        None, description="op type the rule applies to"
+    )
+    op_name: str | None = Field(None, description="anchored regular expression (^...$) on op names")
+    dtype: Literal["int8", "fp32", "integer"] = Field(
+        description="int8 (quantize), fp32 (keep float), integer (integer-only replacement, Lin et al. 2020)"
+    )
+
+    @field_validator("op_name")
+    @classmethod
+    def _anchored(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not (value.startswith("^") and value.endswith("$")):
+            raise ValueError(f"op_name pattern {value!r} must be anchored as ^...$ (INC matches regex prefixes, "
+                             "so an unanchored pattern can select more ops than intended)")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"op_name pattern {value!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _supported(self) -> "QuantRule":
+        if (self.op_type is None) == (self.op_name is None):
+            raise ValueError("a rule names exactly one of op_type or op_name")
+        if self.dtype == "integer":
+            raise ValueError("dtype 'integer' (integer-only Softmax/LayerNorm) is not implemented yet; "
+                             "use fp32")
+        if self.dtype == "int8" and self.op_type in ("BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"):
+            raise ValueError(f"INC 3.10 cannot quantize {self.op_type} to int8 on CPU "
+                             "(not in its TensorFlow capability); keep it fp32")
+        return self
+
+
+class QuantizationSpec(_Strict):
+    rules: list[QuantRule] = Field(
+        default_factory=lambda: [QuantRule(op_type="MatMul", dtype="int8")],
+        description="op-wise rules, applied in order",
+    )
+    weight_granularity: Literal["per_tensor", "per_channel"] = "per_tensor"
+    activation: Literal["asymmetric_uint8"] = Field(
+        "asymmetric_uint8", description="what INC 3.10 emits for MatMul activations (the only choice)"
+    )
+
+    @field_validator("weight_granularity")
+    @classmethod
+    def _granularity(cls, value: str) -> str:
+        if value == "per_channel":
+            raise ValueError("per_channel weights are not available for MatMul in INC 3.10 on TensorFlow "
+                             "(its capability is per-tensor symmetric int8); use per_tensor")
+        return value
+
+
+class CalibrationSpec(_Strict):
+    method: Literal["minmax", "kl"] = Field("kl", description="range selection for MatMul inputs")
+    kl_mode: Literal["symmetric", "independent", "conjugate"] = Field(
+        "symmetric", description="how KL thresholds treat the negative and positive sides (Bhandare et al. 2019)"
+    )
+    bins: int = Field(2048, ge=128, le=65536, description="histogram bins for KL")
+    batch_size: int = Field(25, gt=0, description="calibration sentences per batch")
+
+
+class CriterionSpec(_Strict):
+    type: Literal["absolute", "relative"] = "absolute"
+    max_drop: float = Field(0.5, gt=0, description="BLEU points (absolute) or a fraction of FP32 BLEU (relative)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "CriterionSpec":
+        if self.type == "relative" and self.max_drop >= 1:
+            raise ValueError("a relative max_drop is a fraction of the FP32 score, below 1 (0.01 = 1%)")
+        return self
+
+
+class TuningSpec(_Strict):
+    metric: Literal["bleu"] = "bleu"
+    criterion: CriterionSpec = Field(default_factory=CriterionSpec)
+    max_trials: int = Field(20, gt=0)
+    time_budget_min: float = Field(15.0, gt=0, description="wall-clock budget for the whole tuning")
+    fallback: Literal["sensitivity", "none"] = Field(
+        "sensitivity", description="sensitivity: keep the most BLEU-sensitive MatMuls fp32 until the criterion holds"
+    )
+    granularity: Literal["block", "op"] = Field(
+        "block", description="fallback unit: block (the MatMuls of one sublayer, e.g. layer_2/self_attention) or op"
+    )
+    sensitivity_sentences: int = Field(
+        200, gt=0, description="tuning sentences used to measure each unit's sensitivity (the first N)"
+    )
+
+
+class OutputsSpec(_Strict):
+    dir: str = Field("out/tuned", description="output directory (relative to the recipe file)")
+    overwrite: Literal["never", "replace"] = Field(
+        "never", description="never: refuse a non-empty output directory; replace: swap it atomically"
+    )
+
+
+class Recipe(_Strict):
+    """A complete tuning recipe."""
+
+    version: Literal[1] = Field(RECIPE_VERSION, description="recipe format version")
+    model: ModelSpec
+    data: DataSpec
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    backend: Literal["itex", "default"] = Field("itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+
