@@ -191,6 +191,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from inc_transformer_mt.tune.pipeline import run_tune
+
+    result = run_tune(args.recipe, args.set or [], log=lambda s: print(s, flush=True))
+    _print_tune_summary(result)
+    return result.exit_code
+
+
+def _print_tune_summary(result) -> None:
+    r = result.report
+    print(f"FP32 BLEU (tuning set): {r['fp32']['tuning_bleu']:.2f}")
+    if r["status"] == "passed":
+        i8 = r["int8"]
+        print(f"INT8 BLEU (tuning set): {i8['tuning_bleu']:.2f}  drop {i8['drop']:+.2f}  "
+              f"({r['criterion']['text']}: met)")
+        if r.get("heldout"):
+            h = r["heldout"]
+            print(f"held-out ({h['sentences']} sentences): FP32 {h['fp32_bleu']:.2f}  INT8 {h['int8_bleu']:.2f}  "
+                  f"drop {h['drop']:+.2f}")
+        print(f"INT8 MatMuls: {i8['matmuls_int8']}/{i8['matmuls_total']} "
+              f"({i8['matmul_flops_int8_share']:.1%} of MatMul FLOPs), trial {i8['trial']} of {len(r['trials'])}")
+        print(f"INT8 model: {i8['graph']}")
+    else:
+        print(f"FAILED: no configuration met the criterion ({r['criterion']['text']}); {r['stop_reason']}; "
+              "no model written")
+    print(f"report: {result.out_dir / 'report.md'} (and report.json)")
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
 
@@ -250,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-data", help="download Multi30k (en, de) from its public repository")
     p.add_argument("dest", help="directory to write train/val/test_2016_flickr .gz files into")
     p.set_defaults(func=cmd_fetch_data)
+
+    p = sub.add_parser("tune", help="tune an INT8 model from a recipe until the BLEU criterion holds (exit 1 if "
+                       "nothing does)")
+    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set calibration.kl_mode=conjugate (repeatable)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("recipe", help="check a tuning recipe, show it resolved, or print its JSON schema")
     rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)

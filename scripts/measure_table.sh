@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduces the measured table in docs/results.md (about 25 minutes on a 2-core machine):
+# naive min/max, each KL mode (one trial each, no fallback), the tuned default recipe on both backends.
+# Each run writes out/table/<name>/report.json; scripts/results_table.py turns them into the table.
+set -u
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+OUT=out/table
+mkdir -p "$OUT"
+run() {  # name, recipe, overrides...
+  local name=$1 recipe=$2; shift 2
+  local sets=()
+  for s in "$@"; do sets+=(--set "$s"); done
+  echo "== $name"
+  # a fresh cache directory per run: every wall time includes the FP32 baseline, as on a fresh machine
+  INC_MT_CACHE=$(mktemp -d) $BIN/inc-mt tune "$recipe" "${sets[@]}" --set "outputs.dir=../$OUT/$name" \
+    --set outputs.overwrite=replace
+  echo "exit $?"
+}
+run naive_minmax recipes/reference_naive_minmax.yaml
+for mode in symmetric independent conjugate; do
+  run "kl_$mode" recipes/reference_kl.yaml calibration.kl_mode=$mode tuning.fallback=none tuning.max_trials=1
+done
+run tuned_kl_itex recipes/reference_kl.yaml
+run tuned_kl_default recipes/reference_kl.yaml backend=default
+$BIN/python scripts/results_table.py "$OUT"
