@@ -163,7 +163,7 @@ def test_help_does_not_import_tensorflow():
         "import sys\n"
         "from inc_transformer_mt.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-        "for sub in ('translate', 'evaluate', 'info', 'demo', 'fetch-data'):\n"
+        "for sub in ('translate', 'evaluate', 'info', 'demo', 'fetch-data', 'tune', 'recipe'):\n"
         "    try:\n        main([sub, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'neural_compressor', 'sacrebleu')]\n"
         "assert not bad, bad\n"
@@ -177,3 +177,31 @@ def test_usage_error_exit_code(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["translate", "--max-tokens", "many"])
     assert exc.value.code == 2
+
+
+def _recipe(tmp_path, body):
+    path = tmp_path / "r.yaml"
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.tf
+def test_tune_bad_inputs_give_one_error_line_and_write_nothing(tmp_path, tiny_model_dir, capsys):
+    base = ("model: {{path: {model}}}\ndata:\n  calibration: {{split: val, start: 900, size: 8}}\n"
+            "  tuning: {{split: val, start: {start}, size: {size}}}\noutputs: {{dir: out, overwrite: never}}\n")
+    cases = [
+        (base.format(model=tmp_path / "missing", start=0, size=10), "model"),
+        (base.format(model=tiny_model_dir, start=1000, size=100), "data.tuning: start 1000 + size 100 is past the end"),
+    ]
+    for body, expected in cases:
+        code = main(["tune", str(_recipe(tmp_path, body))])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
+        assert not (tmp_path / "out").exists()
+        assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("user data")
+    code = main(["tune", str(_recipe(tmp_path, base.format(model=tiny_model_dir, start=0, size=10)))])
+    err = capsys.readouterr().err
+    assert code == 2 and "outputs.dir" in err and "not empty" in err
+    assert (tmp_path / "out" / "keep.txt").read_text() == "user data"

@@ -95,12 +95,22 @@ def test_val_bleu_floor(reference_dir, capsys):
 VAL200_FLOOR = 40.0
 
 
-def test_demo_runs_and_writes_its_report(tmp_path, capsys):
+def test_demo_tunes_the_reference_model_and_reports(tmp_path, capsys, monkeypatch):
+    """The demo path at reduced size: real INC quantization of the reference model, one trial."""
     from inc_transformer_mt.cli.main import main
 
-    code = main(["demo", "--limit", "8", "--out", str(tmp_path), "--no-progress"])
-    out = capsys.readouterr().out
-    assert code == 0 and "BLEU" in out
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert [r["dataset"] for r in report["results"]] == ["multi30k/val", "multi30k/test_2016_flickr"]
-    assert all(r["sentences"] == 8 for r in report["results"])
+    monkeypatch.setenv("INC_MT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    sets = ["data.tuning.size=24", "data.calibration.size=8", "data.heldout.size=16", "tuning.max_trials=1",
+            "tuning.fallback=none", "tuning.criterion.max_drop=100", "calibration.batch_size=8"]
+    code = main(["demo", "--out", str(out), *[a for s in sets for a in ("--set", s)]])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "FP32 BLEU" in text and "INT8 BLEU" in text and "report:" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "passed" and report["backend"] == "itex"
+    i8 = report["int8"]
+    assert i8["matmuls_total"] == 49 and i8["matmuls_int8"] == 49
+    assert i8["matmul_census"]["int8"]["inside_loop"] == 31
+    assert report["heldout"]["sentences"] == 16
+    assert (out / "model.pb.gz").is_file() and (out / "recipe.resolved.yaml").is_file()

@@ -27,7 +27,7 @@ class Script:
     def quantize(self, fp32_ops):
         self.quantized.append(list(fp32_ops))
         self.now += self.step
-        return ("model", len(fp32_ops)), len(OPS) - len(fp32_ops), None
+        return ("model", len(fp32_ops)), len(OPS) - len(fp32_ops), None, "qdq"
 
     def evaluate(self, model):
         return self.scores.pop(0)

@@ -23,6 +23,7 @@ from inc_transformer_mt.errors import UserError
 __all__ = ["REFERENCE_MODEL", "build_parser", "main"]
 
 REFERENCE_MODEL = Path(__file__).resolve().parent.parent / "reference"
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent.parent / "recipes" / "reference_kl.yaml"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -174,21 +175,18 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Translate and score the reference model on Multi30k val and test_2016_flickr; write a JSON report."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for split in ("val", "test_2016_flickr"):
-        ns = argparse.Namespace(**{**vars(args), "split": split, "source": None, "reference": None,
-                                   "hyp_out": str(out / f"{split}.hyp.de"), "limit": args.limit})
-        result = evaluate(ns)
-        results.append(result)
-        print(f"{split:>18}: BLEU {result['bleu']:.2f} on {result['sentences']} sentences "
-              f"({result['seconds']:.0f} s)")
-    print(f"signature: {results[0]['signature']}")
-    atomic_write(out / "report.json", json.dumps({"version": __version__, "results": results}, indent=2) + "\n")
-    print(f"report: {out / 'report.json'}")
-    return 0
+    """The main job on the built-in default: tune the reference model with the default KL recipe."""
+    from inc_transformer_mt.tune.pipeline import run_tune
+
+    recipe = Path(args.recipe) if args.recipe else DEFAULT_RECIPE
+    if not recipe.is_file():
+        raise UserError(f"{recipe}: default recipe not found (run from a checkout, or give --recipe)")
+    out = Path(args.out).resolve()
+    overrides = [f"outputs.dir={out}", "outputs.overwrite=replace", *(args.set or [])]
+    print(f"tuning the reference model with {recipe} (about 5-10 minutes on 2 cores)", flush=True)
+    result = run_tune(recipe, overrides, log=lambda s: print(s, flush=True))
+    _print_tune_summary(result)
+    return result.exit_code
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -300,13 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     rsub.add_parser("schema", help="print the recipe JSON schema")
     p.set_defaults(func=cmd_recipe)
 
-    p = sub.add_parser("demo", help="the built-in default job: score the reference model on Multi30k")
-    p.add_argument("--out", default="out/demo", help="report directory (default out/demo)")
-    p.add_argument("--data-dir")
-    p.add_argument("--src-lang", default="en")
-    p.add_argument("--tgt-lang", default="de")
-    p.add_argument("--limit", type=int, help="only the first N sentences of each split")
-    _add_model_args(p)
+    p = sub.add_parser("demo", help="the built-in default job: tune the reference model to INT8 with the default "
+                       "recipe (recipes/reference_kl.yaml) and report FP32 vs INT8 BLEU")
+    p.add_argument("--out", default="out/demo", help="output directory, replaced if present (default out/demo)")
+    p.add_argument("--recipe", help="recipe to use instead of recipes/reference_kl.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -18,6 +18,7 @@ import io
 import logging
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -98,6 +99,14 @@ def _range_override(ranges: Mapping[str, tuple[float, float]] | None, result: Qu
                 result.replaced_ranges[key + ":min"], result.replaced_ranges[key + ":max"] = float(lo), float(hi)
         return res
 
+    # INC reads the calibration Print output by redirecting the file descriptor of the ``sys.stderr`` it saw at
+    # import time; under pytest or Jupyter that object is not fd 2 (where TensorFlow prints) and calibration
+    # reads nothing. Point it at the process's real stderr.
+    from neural_compressor.tensorflow.utils import utility as inc_utility
+
+    capture = inc_utility.CaptureOutputToFile.__init__
+    orig_defaults = capture.__defaults__
+    capture.__defaults__ = (sys.__stderr__,)
     fv.FreezeValueTransformer._parse_max_min_log = parse_minmax
     fv.FreezeValueTransformer._parse_requantization_ranges = parse_requant
     try:
@@ -105,6 +114,7 @@ def _range_override(ranges: Mapping[str, tuple[float, float]] | None, result: Qu
     finally:
         fv.FreezeValueTransformer._parse_max_min_log = orig_minmax
         fv.FreezeValueTransformer._parse_requantization_ranges = orig_requant
+        capture.__defaults__ = orig_defaults
 
 
 _QTYPES = {11: 6, 12: 4, 13: 3}  # DT_QINT8 -> DT_INT8, DT_QUINT8 -> DT_UINT8, DT_QINT32 -> DT_INT32
@@ -189,6 +199,9 @@ def inc_quantize(
     model.output_tensor_names = [_op(n) for n in output_names]
     TFConfig.global_config["backend"] = backend
     TFConfig.global_config["use_bf16"] = False
+    # INC's default workspace is ./nc_workspace/<timestamp> in the current directory: keep it out of users' trees
+    workspace = tempfile.TemporaryDirectory(prefix="inc_mt_workspace_")
+    TFConfig.global_config["workspace_path"] = workspace.name
     result = QuantResult(graph_def=None, backend=backend, fp32_ops=fp32_ops)
     inc_logger = logging.getLogger("neural_compressor")
     old_level = inc_logger.level
@@ -201,6 +214,7 @@ def inc_quantize(
     finally:
         inc_logger.setLevel(old_level)
         TFConfig.reset_global_config()
+        workspace.cleanup()
     if q_model is None:
         raise RuntimeError("INC returned no quantized model")
     out = q_model.graph_def

@@ -115,6 +115,14 @@ def matmul_precision(q_graph_def, matmuls: list[str]) -> dict[str, str]:
     return out
 
 
+def graph_format(q_graph_def) -> str:
+    """'fused' (default backend: QuantizedMatMul* ops), 'qdq' (ITEX: QuantizeV2/Dequantize around MatMul), or 'fp32'."""
+    ops = {n.op for n in q_graph_def.node}
+    if any(op.startswith("Quantized") and "MatMul" in op for op in ops):
+        return "fused"
+    return "qdq" if "Dequantize" in ops else "fp32"
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -287,7 +295,7 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
         n8 = sum(v == "int8" for v in prec.values())
         share = sum(flops[mm] for mm, v in prec.items() if v == "int8") / total_flops
         quantize.info[id(res.graph_def)] = (len(res.replaced_ranges), res.enter_fixes)  # small: no graphs kept
-        return res.graph_def, n8, share
+        return res.graph_def, n8, share, graph_format(res.graph_def)
 
     quantize.info = {}
 

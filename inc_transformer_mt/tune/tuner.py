@@ -78,13 +78,13 @@ class Tuner:
     """Args:
     baseline: FP32 score on the tuning set.
     criterion: absolute or relative allowed drop.
-    quantize: ``fp32_ops -> (model, int8_ops, int8_flops_share)``.
+    quantize: ``fp32_ops -> (model, int8_ops, int8_flops_share, note)``.
     evaluate: ``model -> score``.
     rank: ``() -> [Sensitivity]`` most sensitive first (called once, only when trial 1 fails).
     candidate_ops: the MatMuls the recipe allows in INT8; forced_fp32: the ones its rules keep FP32.
     """
 
-    def __init__(self, *, baseline: float, criterion: Criterion, quantize: Callable[[list[str]], tuple[Any, int, float | None]],
+    def __init__(self, *, baseline: float, criterion: Criterion, quantize: Callable[[list[str]], tuple[Any, int, float | None, str]],
                  evaluate: Callable[[Any], float], rank: Callable[[], list[Sensitivity]],
                  candidate_ops: Sequence[str], forced_fp32: Sequence[str] = (), max_trials: int = 20,
                  time_budget_s: float = 900.0, fallback: str = "sensitivity",
@@ -141,7 +141,7 @@ class Tuner:
             except StopIteration:
                 break
             t0 = self.clock()
-            model, int8_ops, share = self.quantize(fp32_ops)
+            model, int8_ops, share, note = self.quantize(fp32_ops)
             t1 = self.clock()
             score = float(self.evaluate(model))
             t2 = self.clock()
@@ -149,7 +149,7 @@ class Tuner:
             passed = drop <= allowed + 1e-9
             trial = Trial(index=len(outcome.trials) + 1, fp32_units=units, fp32_ops=fp32_ops, int8_ops=int8_ops,
                           int8_flops_share=share, bleu=score, drop=drop, passed=passed, quantize_s=t1 - t0,
-                          evaluate_s=t2 - t1)
+                          evaluate_s=t2 - t1, note=note)
             outcome.trials.append(trial)
             self.log(f"trial {trial.index}: {len(fp32_ops)} MatMul(s) FP32, {int8_ops} INT8, BLEU {score:.2f} "
                      f"(drop {drop:+.2f}) {'PASS' if passed else 'fail'}")
