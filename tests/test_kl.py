@@ -64,3 +64,17 @@ def test_threshold_is_full_range_without_outliers():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="unknown KL mode"):
         kl_range(stats_of(np.array([-1.0, 1.0])), "asymmetric")
+
+
+def test_exact_zeros_do_not_collapse_the_relu_threshold():
+    """A ReLU output is half exact zeros; counted in the search they drive KL to its narrowest candidate."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(0, 1, 200_000), 0.0)
+    x[:2] = 12.0
+    s = stats_of(x)
+    with_zeros = TensorStats(s.minimum, s.maximum, s.hist, zeros=0)
+    without = TensorStats(s.minimum, s.maximum, s.hist, zeros=int(np.sum(x == 0)))
+    narrow = kl_range(with_zeros)[1]
+    assert narrow == pytest.approx(255 * s.absmax / s.bins)  # the smallest candidate: 255 of 2048 bins
+    lo, hi = kl_range(without)
+    assert lo == 0.0 and hi > 2 * narrow and 3.0 < hi < 12.0  # ~3.7 sigma instead of ~1.5

@@ -151,15 +151,18 @@ class _Instrumented:
                 x = self.graph.get_tensor_by_name(name)
                 r = float(ranges[name]) or 1.0
                 with tf.name_scope(f"inc_mt_calib/hist_{i}"):
-                    h = tf.raw_ops.VarHandleOp(dtype=tf.int64, shape=[2 * bins], shared_name=f"inc_mt_hist_{i}")
-                    inits.append(tf.raw_ops.AssignVariableOp(resource=h, value=tf.zeros([2 * bins], tf.int64)))
+                    # 2 * bins histogram counts, then the number of exact zeros
+                    h = tf.raw_ops.VarHandleOp(dtype=tf.int64, shape=[2 * bins + 1], shared_name=f"inc_mt_hist_{i}")
+                    inits.append(tf.raw_ops.AssignVariableOp(resource=h, value=tf.zeros([2 * bins + 1], tf.int64)))
                     e = self._in_frame(name, h)
                     with tf.control_dependencies([x.op]):  # in x's loop frame
+                        xf = tf.cast(x, tf.float32)
                         value_range = tf.constant([-r, r], tf.float32)
                         counts = tf.raw_ops.HistogramFixedWidth(
-                            values=tf.cast(x, tf.float32), value_range=value_range,
+                            values=xf, value_range=value_range,
                             nbins=tf.constant(2 * bins, tf.int32), dtype=tf.int64)
-                        update = tf.raw_ops.AssignAddVariableOp(resource=e, value=counts)
+                        zeros = tf.reshape(tf.reduce_sum(tf.cast(tf.equal(xf, 0.0), tf.int64)), [1])
+                        update = tf.raw_ops.AssignAddVariableOp(resource=e, value=tf.concat([counts, zeros], 0))
                     self._attach(name, update)
                     variables[name] = tf.raw_ops.ReadVariableOp(resource=h, dtype=tf.int64)
         return inits, variables
@@ -201,7 +204,9 @@ def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequenc
     absmax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
     inits, variables = inst.add_hist_ops(absmax, bins)
     hists = inst.run(inits, variables, batches)
-    stats = {name: TensorStats(ranges[name][0], ranges[name][1], np.asarray(hists[name], np.int64))
-             for name in ranges}
+    stats = {}
+    for name in ranges:
+        counts = np.asarray(hists[name], np.int64)
+        stats[name] = TensorStats(ranges[name][0], ranges[name][1], counts[:-1], zeros=int(counts[-1]))
     sentences = int(sum(b.shape[0] for b in batches))
     return CalibrationData(stats=stats, matmul_input=mm_input, batches=len(batches), sentences=sentences)

@@ -11,6 +11,12 @@ available integer levels; the ``T`` with the smallest KL divergence wins. Three 
 
 The resulting range is always intersected with the observed [min, max]: a tensor that is never negative
 (ReLU output) keeps min 0, which is what INC's asymmetric uint8 activation quantization can use.
+
+Exact zeros are left out of the search. Zero is exactly representable on the quantized grid whatever the
+threshold, so the zeros carry no quantization error; left in (a ReLU output is about half zeros), their
+spike in the first bin is smeared over its merged neighbours by the coarsening step, which the KL search
+then punishes for every wide range, and it ends at the narrowest candidate (255 of 2048 bins: 12% of the
+range, found on the reference model's FFN-2 inputs).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class TensorStats:
     minimum: float
     maximum: float
     hist: np.ndarray  # int64 counts, 2 * bins, bin j covers [-R + j*w, -R + (j+1)*w), w = R / bins
+    zeros: int = 0  # how many of the values counted were exactly 0 (they sit in the first positive bin)
 
     @property
     def absmax(self) -> float:
@@ -43,7 +50,10 @@ class TensorStats:
     def sides(self) -> tuple[np.ndarray, np.ndarray]:
         """(negative side by increasing |x|, positive side by increasing x), each ``bins`` long."""
         b = self.bins
-        return self.hist[:b][::-1].astype(np.float64), self.hist[b:].astype(np.float64)
+        neg, pos = self.hist[:b][::-1].astype(np.float64), self.hist[b:].astype(np.float64)
+        if self.zeros:
+            pos[0] = max(pos[0] - self.zeros, 0.0)  # exact zeros: representable, left out of the search
+        return neg, pos
 
 
 def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
