@@ -183,7 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"{recipe}: default recipe not found (run from a checkout, or give --recipe)")
     out = Path(args.out).resolve()
     overrides = [f"outputs.dir={out}", "outputs.overwrite=replace", *(args.set or [])]
-    print(f"tuning the reference model with {recipe} (about 5-10 minutes on 2 cores)", flush=True)
+    print(f"tuning the reference model with {recipe} (about 2-3 minutes on 2 cores; longer when the fallback runs)", flush=True)
     result = run_tune(recipe, overrides, log=lambda s: print(s, flush=True))
     _print_tune_summary(result)
     return result.exit_code
