@@ -208,6 +208,8 @@ def test_inc_mt_tune_end_to_end(tmp_path, tiny_model_dir, multi30k, backend, mon
     assert {t["note"] for t in report["trials"]} == {"qdq" if backend == "itex" else "fused"}
     assert (out / "report.md").is_file() and (out / "recipe.resolved.yaml").is_file()
     assert report["calibration"]["method"] == "kl" and report["calibration"]["tensors"] == 33
+    closest = report.get("int8") or report.get("closest_trial")
+    assert closest["precision_census"]["Softmax"]["int8"] == {"outside_loop": 0, "inside_loop": 0}
     if proc.returncode == 0:
         assert report["status"] == "passed" and (out / "model.pb.gz").is_file()
         assert report["int8"]["drop"] <= 0.5 and report["int8"]["matmul_census"]["int8"]["inside_loop"] > 0

@@ -369,11 +369,20 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
         mm_census = {"int8": {"outside_loop": 0, "inside_loop": 0}, "fp32": {"outside_loop": 0, "inside_loop": 0}}
         for mm, v in prec.items():
             mm_census[v]["inside_loop" if mm in loop else "outside_loop"] += 1
+        # INT8 vs FP32 by op type, inside vs outside the loop: MatMuls as classified above; the other compute
+        # types of the FP32 graph are never quantized by INC 3.10 on CPU (the recipe schema rejects int8 for them)
+        fp32_census = op_census(gd).to_dict()["ops"]
+        precision_census = {"MatMul": mm_census}
+        for op in ("BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"):
+            c = fp32_census.get(op, {"outside_loop": 0, "inside_loop": 0})
+            precision_census[op] = {"int8": {"outside_loop": 0, "inside_loop": 0},
+                                    "fp32": {"outside_loop": c["outside_loop"], "inside_loop": c["inside_loop"]}}
         report["int8" if best is not None else "closest_trial"] = {
             "tuning_bleu": round(chosen.bleu, 2), "drop": round(chosen.drop, 2), "trial": chosen.index,
             "matmuls_int8": chosen.int8_ops, "matmuls_total": len(all_mm),
             "matmul_flops_int8_share": round(chosen.int8_flops_share, 4),
-            "matmul_precision": prec, "matmul_census": mm_census, "op_census": census,
+            "matmul_precision": prec, "matmul_census": mm_census, "precision_census": precision_census,
+            "op_census": census,
             "ranges_replaced": replaced, "enter_fixes": enter_fixes}
         if held is not None:
             # scored for information; a failing model's held-out score does not make it pass
@@ -439,11 +448,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += [f"INT8 MatMuls: {i8['matmuls_int8']} of {i8['matmuls_total']} "
                   f"({i8['matmul_flops_int8_share']:.1%} of MatMul FLOPs); KL/min-max ranges frozen: "
                   f"{i8['ranges_replaced']}; loop Enter fixes: {i8['enter_fixes']}", "",
-                  "| MatMul | outside loop | inside loop |", "|---|---|---|"]
-        for k in ("int8", "fp32"):
-            c = i8["matmul_census"][k]
-            lines.append(f"| {k.upper()} | {c['outside_loop']} | {c['inside_loop']} |")
-        lines += ["", "| op | outside loop | inside loop |", "|---|---|---|"]
+                  "| op type | INT8 outside loop | INT8 inside loop | FP32 outside loop | FP32 inside loop |",
+                  "|---|---|---|---|---|"]
+        for op, c in i8["precision_census"].items():
+            lines.append(f"| {op} | {c['int8']['outside_loop']} | {c['int8']['inside_loop']} | "
+                         f"{c['fp32']['outside_loop']} | {c['fp32']['inside_loop']} |")
+        lines += ["", "All ops of the INT8 graph:", "", "| op | outside loop | inside loop |", "|---|---|---|"]
         for op, c in i8["op_census"]["ops"].items():
             lines.append(f"| {op} | {c['outside_loop']} | {c['inside_loop']} |")
         lines.append("")
