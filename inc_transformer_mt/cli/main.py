@@ -218,6 +218,20 @@ def _print_tune_summary(result) -> None:
     print(f"report: {result.out_dir / 'report.md'} (and report.json)")
 
 
+def cmd_regress(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from inc_transformer_mt.regress.check import render_table, run_regress, write_outputs
+
+    result = run_regress(args.model, args.manifest, limit=args.limit, speed=args.speed, speed_reps=args.speed_reps,
+                         rebaseline=args.rebaseline, log=lambda s: print(s, file=sys.stderr, flush=True))
+    write_outputs(result, None, args.junit)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(render_table(result))
+    return 0 if args.rebaseline else result.exit_code
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
 
@@ -284,6 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set calibration.kl_mode=conjugate (repeatable)")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("regress", help="check a tuned model against its manifest: hash, BLEU, drop, INT8 census, "
+                       "speed ratio (exit 1 on regression)")
+    p.add_argument("model", help="tuned model directory (with model.json and manifest.json)")
+    p.add_argument("--manifest", help="manifest file (default MODEL/manifest.json)")
+    p.add_argument("--limit", type=int, help="score only the first N sentences of the recorded set (needs a value "
+                   "recorded on that subset)")
+    p.add_argument("--speed", action="store_true", help="also measure the INT8/FP32 speed ratio side by side")
+    p.add_argument("--speed-reps", type=int, default=3, help="alternating timed runs per model (default 3)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI systems")
+    p.add_argument("--rebaseline", action="store_true", help="record the current hashes, BLEU, census (and speed) "
+                   "in the manifest, deliberately")
+    p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("recipe", help="check a tuning recipe, show it resolved, or print its JSON schema")
     rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)

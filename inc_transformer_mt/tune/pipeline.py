@@ -32,6 +32,7 @@ from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.recipe import Recipe, dump_recipe, load_recipe, resolve_paths
 from inc_transformer_mt.recipe.schema import SplitSpec
+from inc_transformer_mt.regress.manifest import write_manifest
 
 __all__ = ["run_tune", "TuneResult", "check_output_dir", "matmul_precision"]
 
@@ -416,6 +417,8 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
             if model.tokenizer_path:
                 atomic_write(staging / "spm.model", Path(model.tokenizer_path).read_bytes())
             report["int8"]["graph"] = str(out_dir / q_name)
+            write_manifest(_manifest(report, recipe, recipe_path, staging / q_name, model.graph_path, out_dir),
+                           staging / "manifest.json")
         atomic_write(staging / "recipe.resolved.yaml", dump_recipe(recipe))
         atomic_write(staging / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write(staging / "report.md", render_markdown(report))
@@ -424,6 +427,29 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return TuneResult(status=report["status"], out_dir=out_dir, report=report)
+
+
+def _manifest(report, recipe: Recipe, recipe_path: Path, graph: Path, fp32_graph: Path, out_dir: Path):
+    """The baseline manifest of a passing model: held-out (first) and tuning-set BLEU, census, hashes."""
+    from inc_transformer_mt.regress.check import manifest_from_report
+    from inc_transformer_mt.regress.manifest import EvalSet, Evaluation
+
+    def eval_set(spec: SplitSpec) -> EvalSet:
+        rel = (lambda p: os.path.relpath(p, out_dir)) if spec.split is None else (lambda p: None)
+        return EvalSet(split=spec.split, source=rel(spec.source), reference=rel(spec.reference),
+                       src_lang=recipe.data.src_lang, tgt_lang=recipe.data.tgt_lang, start=spec.start, size=spec.size)
+
+    evaluations = []
+    if report.get("heldout"):
+        h = report["heldout"]
+        evaluations.append(Evaluation(data=eval_set(recipe.data.heldout), fp32_bleu=h["fp32_bleu"],
+                                      int8_bleu=h["int8_bleu"], signature=report["signature"]))
+    evaluations.append(Evaluation(data=eval_set(recipe.data.tuning), fp32_bleu=report["fp32"]["tuning_bleu"],
+                                  int8_bleu=report["int8"]["tuning_bleu"], signature=report["signature"]))
+    manifest = manifest_from_report(report, out_dir, graph, fp32_graph, _sha256(recipe_path.read_bytes()),
+                                    evaluations)
+    manifest.model.graph = graph.name
+    return manifest
 
 
 def render_markdown(r: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""CI regression check of tuned models against a committed baseline manifest."""

@@ -1,0 +1,178 @@
+"""`inc-mt regress`: degraded models are caught, an untouched one passes, bad manifests exit 2; and the
+project's own check of the committed tuned reference model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from inc_transformer_mt.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "inc_transformer_mt" / "reference_int8"
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def tuned_tiny(tmp_path_factory, tiny_model_dir):
+    """The tiny model tuned by `inc-mt tune` (ITEX), references = its own FP32 output, so BLEU moves visibly."""
+    from inc_transformer_mt.data.corpus import multi30k_split, read_lines
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import resolve_model
+
+    work = tmp_path_factory.mktemp("regress")
+    src = read_lines(multi30k_split("val", "en"))[:56]
+    with Translator(resolve_model(tiny_model_dir)) as tr:
+        hyps = [h if h.strip() else "." for h in tr.translate(src, progress=False)]
+    (work / "src.en").write_text("".join(s + "\n" for s in src))
+    (work / "ref.de").write_text("".join(h + "\n" for h in hyps))
+    (work / "recipe.yaml").write_text(f"""
+model: {{path: {tiny_model_dir}}}
+data:
+  calibration: {{source: src.en, reference: ref.de, start: 48, size: 8}}
+  tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
+  heldout: {{source: src.en, reference: ref.de, start: 24, size: 24}}
+calibration: {{method: minmax, batch_size: 4}}
+tuning: {{fallback: none, max_trials: 1, criterion: {{type: absolute, max_drop: 100}}}}
+backend: itex
+outputs: {{dir: tuned, overwrite: never}}
+""")
+    import os
+    os.environ["INC_MT_CACHE"] = str(work / "cache")
+    assert main(["tune", str(work / "recipe.yaml")]) == 0
+    return work / "tuned"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """A copy beside the original (the manifest's data paths are relative to its directory)."""
+    dst = src.parent / f"{dst.parent.name}_{dst.name}"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _graph(model_dir: Path):
+    from inc_transformer_mt.model.graph import load_graph_def
+
+    return load_graph_def(model_dir / "model.pb.gz")
+
+
+def _save(graph_def, model_dir: Path) -> None:
+    (model_dir / "model.pb.gz").write_bytes(gzip.compress(graph_def.SerializeToString()))
+
+
+def _regress(model_dir: Path, *extra: str, capsys=None) -> tuple[int, dict]:
+    code = main(["regress", str(model_dir), "--json", *extra])
+    captured = capsys.readouterr()
+    assert code != 2, captured.err
+    return code, json.loads(captured.out)
+
+
+def _failed(result: dict) -> set[str]:
+    return {c["name"] for c in result["checks"] if c["status"] == "fail"}
+
+
+def test_manifest_records_what_the_check_needs(tuned_tiny):
+    m = json.loads((tuned_tiny / "manifest.json").read_text())
+    assert m["manifest_version"] == 1 and len(m["model"]["sha256"]) == 64
+    assert m["evaluations"][0]["data"]["start"] == 24  # the held-out set comes first
+    assert sum(v == "int8" for v in m["matmul_precision"].values()) == 33
+    assert m["signature"].startswith("nrefs:1|case:mixed")
+
+
+def test_untouched_model_passes_and_writes_junit(tuned_tiny, tmp_path, capsys):
+    junit = tmp_path / "regress.xml"
+    code, result = _regress(tuned_tiny, "--junit", str(junit), capsys=capsys)
+    assert code == 0 and result["status"] == "pass" and not _failed(result)
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests")) == 7
+
+
+def test_corrupted_calibration_threshold_is_caught(tuned_tiny, tmp_path, capsys):
+    from tensorflow.python.framework import tensor_util
+
+    bad = _copy(tuned_tiny, tmp_path / "bad_threshold")
+    gd = _graph(bad)
+    changed = 0
+    for node in gd.node:  # shrink every frozen activation max: inputs saturate
+        if node.name.endswith("/frozen_max_only"):
+            value = float(tensor_util.MakeNdarray(node.attr["value"].tensor))
+            node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value * 0.02))
+            changed += 1
+    assert changed > 10
+    _save(gd, bad)
+    junit = tmp_path / "bad.xml"
+    code, result = _regress(bad, "--junit", str(junit), capsys=capsys)
+    assert code == 1
+    assert {"int8_bleu", "model_sha256"} <= _failed(result)
+    assert "int8_census" not in _failed(result)
+    suite = ET.parse(junit).getroot()
+    failed_cases = {case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None}
+    assert failed_cases == _failed(result) and int(suite.get("failures")) == len(failed_cases)
+    assert "measured" in suite.find("testcase/failure").text
+
+
+def test_matmul_forced_back_to_fp32_is_caught(tuned_tiny, tiny_model_dir, tmp_path, capsys):
+    from inc_transformer_mt.model.graph import load_graph_def
+    from inc_transformer_mt.quant.inc_bridge import inc_quantize
+    import numpy as np
+
+    victim = "transformer/while/layer_1/ffn/MatMul"
+    fp32 = load_graph_def(tiny_model_dir / "model.pb.gz")
+    rng = np.random.default_rng(0)
+    res = inc_quantize(fp32, input_names=["input_ids:0"], output_names=["output_ids", "output_scores"],
+                       backend="itex", calib_batches=[rng.integers(3, 8000, (4, 10)).astype(np.int32)],
+                       fp32_ops=[victim])
+    bad = _copy(tuned_tiny, tmp_path / "fell_back")
+    _save(res.graph_def, bad)
+    code, result = _regress(bad, capsys=capsys)
+    assert code == 1 and "int8_census" in _failed(result)
+    census = next(c for c in result["checks"] if c["name"] == "int8_census")
+    assert f"{victim}: int8 -> fp32" in census["detail"]
+
+
+def test_swapped_model_file_is_caught(tuned_tiny, tiny_model_dir, tmp_path, capsys):
+    bad = _copy(tuned_tiny, tmp_path / "swapped")
+    shutil.copy(tiny_model_dir / "model.pb.gz", bad / "model.pb.gz")  # the FP32 graph in place of the INT8 one
+    code, result = _regress(bad, capsys=capsys)
+    assert code == 1 and {"model_sha256", "int8_census"} <= _failed(result)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda m: "{not json", "manifest is not valid JSON"),
+    (lambda m: json.dumps({**m, "colour": "red"}), "colour: unknown key"),
+    (lambda m: json.dumps({**m, "manifest_version": 7}), "manifest_version"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "model"}), "model: missing required key"),
+    (lambda m: json.dumps({**m, "evaluations": []}), "evaluations: empty"),
+])
+def test_malformed_manifest_exits_2_with_the_reason(tuned_tiny, tmp_path, capsys, mutate, expected):
+    model = _copy(tuned_tiny, tmp_path / "m")
+    manifest = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(mutate(manifest))
+    code = main(["regress", str(model)])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_subset_needs_a_value_recorded_on_it_then_rebaseline(tuned_tiny, tmp_path, capsys):
+    model = _copy(tuned_tiny, tmp_path / "sub")
+    code = main(["regress", str(model), "--limit", "8"])
+    assert code == 2 and "--rebaseline --limit 8" in capsys.readouterr().err
+    assert main(["regress", str(model), "--limit", "8", "--rebaseline"]) == 0
+    capsys.readouterr()
+    code, result = _regress(model, "--limit", "8", capsys=capsys)
+    assert code == 0 and result["data"]["size"] == 8 and result["data"]["subset_of_recorded_set"] is True
+
+
+@pytest.mark.slow
+def test_committed_tuned_reference_model_passes_its_manifest(capsys):
+    """The project's own CI check: the committed INT8 reference model against its committed manifest."""
+    assert (COMMITTED / "manifest.json").is_file(), "the tuned reference model is not committed"
+    code, result = _regress(COMMITTED, "--limit", "200", capsys=capsys)
+    assert code == 0, json.dumps(result, indent=2)
+    assert result["data"]["size"] == 200
