@@ -232,6 +232,42 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return 0 if args.rebaseline else result.exit_code
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    import platform
+
+    from inc_transformer_mt.bench.profile import profile_translation, render_profiles
+    from inc_transformer_mt.data.corpus import multi30k_split, read_lines
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import resolve_model
+
+    if args.source:
+        sentences, name = read_lines(args.source, what="source file"), args.source
+    else:
+        sentences, name = read_lines(multi30k_split(args.split, "en", args.data_dir)), f"multi30k/{args.split}"
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError("--limit must be positive")
+        sentences = sentences[: args.limit]
+    profiles = []
+    for spec in args.models:
+        label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        with Translator(resolve_model(path)) as tr:
+            profiles.append(profile_translation(tr, sentences, label or Path(path).name,
+                                                max_tokens=args.max_tokens, max_sentences=args.max_sentences))
+    header = (f"Per-op time on {name}, {len(sentences)} sentences, beam search as exported; "
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs. Share of summed op time "
+              "(TensorFlow step stats, FULL_TRACE; ms in brackets).\n")
+    text = render_profiles(profiles, header)
+    if args.md:
+        atomic_write(Path(args.md), text)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
 
@@ -312,6 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebaseline", action="store_true", help="record the current hashes, BLEU, census (and speed) "
                    "in the manifest, deliberately")
     p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("profile", help="per-op time breakdown (MatMul, Q/DQ, GatherNd, Softmax, LayerNorm, ...) "
+                       "of one or more graphs, side by side")
+    p.add_argument("models", nargs="+", metavar="[LABEL=]MODEL", help="model directories or graphs to profile")
+    p.add_argument("--split", default="test_2016_flickr", help="Multi30k split (default test_2016_flickr)")
+    p.add_argument("--source", help="a source file instead of a Multi30k split")
+    p.add_argument("--data-dir")
+    p.add_argument("--limit", type=int, help="only the first N sentences")
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--max-sentences", type=int, default=128)
+    p.add_argument("--md", help="also write the markdown table to this file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("recipe", help="check a tuning recipe, show it resolved, or print its JSON schema")
     rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)

@@ -1,0 +1,52 @@
+"""The per-op breakdown: categories of executed ops, sums, and the CLI on the tiny model (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inc_transformer_mt.bench.profile import CATEGORIES, categorize
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op, name, expected", [
+    ("MatMul", "transformer/encode/layer_0/ffn/MatMul", "MatMul"),
+    ("_FusedMatMul", "x/MatMul", "MatMul"),
+    ("QuantizedMatMulWithBiasAndDequantize", "x/MatMul_eightbit_requantize", "MatMul"),
+    ("OneDnnGraphCPU", "transformer/while/layer_0/ffn/MatMul_1_LLGA", "INT8 MatMul partitions (ITEX oneDNN Graph, Q/DQ fused)"),
+    ("_ITEXBatchMatMulV2", "x/MatMul_3", "BatchMatMulV2"),
+    ("QuantizeV2", "x_eightbit_quantize", "Quantize/Dequantize"),
+    ("_ITEXQuantizeV2", "x", "Quantize/Dequantize"),
+    ("Dequantize", "x", "Quantize/Dequantize"),
+    ("GatherNd", "transformer/while/GatherNd_3", "GatherNd"),
+    ("_ITEXSoftmax", "x/Softmax", "Softmax"),
+    ("LogSoftmax", "x", "beam search top-k + log-softmax"),
+    ("TopKV2", "x", "beam search top-k + log-softmax"),
+    ("_ITEXMklLayerNorm", "x", "LayerNorm"),
+    ("Mean", "transformer/encode/layer_0/self_attention/layer_norm/Mean", "LayerNorm"),
+    ("AddV2", "transformer/encode/add", "rest"),
+])
+def test_categories(op, name, expected):
+    assert categorize(op, name) == expected
+    assert expected in CATEGORIES
+
+
+@pytest.mark.tf
+def test_profile_sums_every_executed_op(tiny_model_dir, capsys):
+    from inc_transformer_mt.bench.profile import profile_translation
+    from inc_transformer_mt.cli.main import main
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import resolve_model
+
+    with Translator(resolve_model(tiny_model_dir)) as tr:
+        prof = profile_translation(tr, ["A dog runs.", "Two men talk on a bench near the water."], "tiny")
+    assert prof.sentences == 2 and prof.wall_s > 0
+    assert prof.total_us == pytest.approx(sum(prof.op_types.values()))
+    shares = prof.shares()
+    assert sum(shares.values()) == pytest.approx(1.0)
+    for category in ("MatMul", "GatherNd", "Softmax", "LayerNorm", "BatchMatMulV2"):
+        assert prof.op_us.get(category, 0) > 0, category  # all present in the exported beam-search graph
+    code = main(["profile", f"tiny={tiny_model_dir}", "--limit", "3", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out[0]["label"] == "tiny" and set(out[0]["share"]) == set(CATEGORIES)
