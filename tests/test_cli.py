@@ -163,7 +163,7 @@ def test_help_does_not_import_tensorflow():
         "import sys\n"
         "from inc_transformer_mt.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-        "for sub in ('translate', 'evaluate', 'info', 'demo', 'fetch-data', 'tune', 'recipe', 'regress', 'profile'):\n"
+        "for sub in ('translate', 'evaluate', 'info', 'demo', 'fetch-data', 'tune', 'recipe', 'regress', 'profile', 'optimize'):\n"
         "    try:\n        main([sub, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'neural_compressor', 'sacrebleu')]\n"
         "assert not bad, bad\n"

@@ -85,8 +85,8 @@ def test_recipe_validate_cli_exit_codes_and_no_tensorflow():
     code = ("import sys; from inc_transformer_mt.cli.main import main; rc = main(sys.argv[1:]); "
             "assert 'tensorflow' not in sys.modules, 'recipe validate imported TensorFlow'; sys.exit(rc)")
     ok = subprocess.run([sys.executable, "-c", code, "recipe", "validate", str(RECIPES / "reference_kl.yaml")],
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([sys.executable, "-c", code, "recipe", "validate", str(BAD[0])], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-c", code, "recipe", "validate", str(BAD[0])], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

@@ -118,9 +118,10 @@ def test_corrupted_calibration_threshold_is_caught(tuned_tiny, tmp_path, capsys)
 
 
 def test_matmul_forced_back_to_fp32_is_caught(tuned_tiny, tiny_model_dir, tmp_path, capsys):
+    import numpy as np
+
     from inc_transformer_mt.model.graph import load_graph_def
     from inc_transformer_mt.quant.inc_bridge import inc_quantize
-    import numpy as np
 
     victim = "transformer/while/layer_1/ffn/MatMul"
     fp32 = load_graph_def(tiny_model_dir / "model.pb.gz")

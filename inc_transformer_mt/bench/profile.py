@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CATEGORIES", "categorize", "OpProfile", "profile_translation", "render_profiles"]
+__all__ = ["CATEGORIES", "OpProfile", "categorize", "profile_translation", "render_profiles"]
 
 CATEGORIES = (
     "MatMul",
@@ -44,7 +44,7 @@ def categorize(op: str, name: str) -> str:
         return "Quantize/Dequantize"
     if op == "GatherNd" or op.endswith("GatherNd"):
         return "GatherNd"
-    if op.endswith("LogSoftmax") or op.endswith("TopKV2"):
+    if op.endswith(("LogSoftmax", "TopKV2")):
         return "beam search top-k + log-softmax"
     if op.endswith("Softmax"):
         return "Softmax"

@@ -268,6 +268,52 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """Apply graph passes to a model directory; optionally check the translations stay token-identical."""
+    _quiet_tensorflow()
+    import shutil
+
+    from inc_transformer_mt.model.graph import load_graph_def, op_census, resolve_model
+    from inc_transformer_mt.passes.gather_nd import gather_nd_to_gather
+
+    model = resolve_model(args.model)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: output directory is not empty")
+    graph = load_graph_def(model.graph_path)
+    new, report = gather_nd_to_gather(graph)
+    result: dict[str, Any] = {"model": str(model.graph_path), "passes": [report.to_dict()],
+                              "census_before": op_census(graph).to_dict()["ops"],
+                              "census_after": op_census(new).to_dict()["ops"]}
+    if args.check_split:
+        from inc_transformer_mt.data.corpus import multi30k_split, read_lines
+        from inc_transformer_mt.inference.translate import Translator
+
+        src = read_lines(multi30k_split(args.check_split, "en"))
+        with Translator(model, graph_def=graph) as a, Translator(model, graph_def=new) as b:
+            ha, hb = a.translate(src, progress=False), b.translate(src, progress=False)
+        differ = [i + 1 for i, (x, y) in enumerate(zip(ha, hb, strict=True)) if x != y]
+        result["check"] = {"split": args.check_split, "sentences": len(src), "differing_lines": differ[:20],
+                           "identical": not differ}
+        if differ:
+            raise UserError(f"the passes changed {len(differ)} translation(s) of {args.check_split} "
+                            f"(first at line {differ[0]}); nothing written")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "model.pb.gz", new.SerializeToString(deterministic=True), gzip_level=6)
+    meta = json.loads((model.graph_path.parent / "model.json").read_text()) if (
+        model.graph_path.parent / "model.json").is_file() else model.meta.to_dict()
+    meta["model"] = {**(meta.get("model") or {}), "graph": "model.pb.gz", "passes": ["gather_nd_to_gather"]}
+    atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
+    if model.tokenizer_path and Path(model.tokenizer_path).is_file():
+        shutil.copyfile(model.tokenizer_path, out / "spm.model")
+    atomic_write(out / "passes.json", json.dumps(result, indent=2) + "\n")
+    print(f"{report.name}: {len(report.rewritten)} GatherNd rewritten, {len(report.skipped)} left"
+          + (f"; {args.check_split}: translations identical on {result['check']['sentences']} sentences"
+             if args.check_split else ""))
+    print(f"written: {out}")
+    return 0
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
 
@@ -361,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", help="also write the markdown table to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("optimize", help="apply graph passes (GatherNd -> flattened Gather) to a model directory")
+    p.add_argument("model", help="model directory or graph")
+    p.add_argument("--out", required=True, help="output model directory (must be empty or new)")
+    p.add_argument("--check-split", help="Multi30k split on which translations must stay token-identical")
+    p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("recipe", help="check a tuning recipe, show it resolved, or print its JSON schema")
     rsub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)

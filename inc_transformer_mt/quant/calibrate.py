@@ -20,7 +20,7 @@ import numpy as np
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.quant.kl import TensorStats
 
-__all__ = ["matmul_inputs", "node_frames", "collect_stats", "CalibrationData"]
+__all__ = ["CalibrationData", "collect_stats", "matmul_inputs", "node_frames"]
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import re
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 
 from inc_transformer_mt.errors import UserError
 
-__all__ = ["QuantResult", "inc_quantize", "fix_quantized_enter", "requant_targets", "BACKENDS"]
+__all__ = ["BACKENDS", "QuantResult", "fix_quantized_enter", "inc_quantize", "requant_targets"]
 
 logger = logging.getLogger(__name__)
 BACKENDS = ("itex", "default")
@@ -91,7 +90,7 @@ def _range_override(ranges: Mapping[str, tuple[float, float]] | None, result: Qu
     def parse_requant(self):
         res = orig_requant(self)
         for key, value in res.items():
-            op = key[: -len("_eightbit_requant_range")] if key.endswith("_eightbit_requant_range") else key
+            op = key.removesuffix("_eightbit_requant_range")
             result.minmax_ranges[key + ":min"], result.minmax_ranges[key + ":max"] = map(float, value[:2])
             if requant is not None and op in requant:
                 lo, hi = requant[op]

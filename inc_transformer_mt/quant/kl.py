@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KL_MODES", "TensorStats", "kl_threshold", "kl_range"]
+__all__ = ["KL_MODES", "TensorStats", "kl_range", "kl_threshold"]
 
 KL_MODES = ("symmetric", "independent", "conjugate")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["unit_of", "units", "fake_quant_graph", "Sensitivity", "rank_units"]
+__all__ = ["Sensitivity", "fake_quant_graph", "rank_units", "unit_of", "units"]
 
 _BLOCK = re.compile(r"^(.*?layer_\d+/[^/]+)/")
 

@@ -3,4 +3,4 @@
 from inc_transformer_mt.recipe.loader import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
 from inc_transformer_mt.recipe.schema import Recipe
 
-__all__ = ["Recipe", "load_recipe", "resolve_paths", "dump_recipe", "recipe_json_schema"]
+__all__ = ["Recipe", "dump_recipe", "load_recipe", "recipe_json_schema", "resolve_paths"]

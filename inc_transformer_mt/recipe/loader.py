@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.recipe.schema import Recipe
 
-__all__ = ["load_recipe", "resolve_paths", "recipe_json_schema", "dump_recipe", "parse_override"]
+__all__ = ["dump_recipe", "load_recipe", "parse_override", "recipe_json_schema", "resolve_paths"]
 
 KeyPath = tuple[Any, ...]
 

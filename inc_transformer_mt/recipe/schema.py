@@ -12,17 +12,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "Recipe",
-    "ModelSpec",
+    "RECIPE_VERSION",
+    "CalibrationSpec",
+    "CriterionSpec",
     "DataSpec",
-    "SplitSpec",
+    "ModelSpec",
+    "OutputsSpec",
     "QuantRule",
     "QuantizationSpec",
-    "CalibrationSpec",
+    "Recipe",
+    "SplitSpec",
     "TuningSpec",
-    "CriterionSpec",
-    "OutputsSpec",
-    "RECIPE_VERSION",
 ]
 
 RECIPE_VERSION = 1
@@ -51,7 +51,7 @@ class SplitSpec(_Strict):
     size: int = Field(gt=0, description="number of sentences")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "SplitSpec":
+    def _one_source(self) -> SplitSpec:
         files = self.source is not None or self.reference is not None
         if files and self.split is not None:
             raise ValueError("give either split or source/reference, not both")
@@ -64,7 +64,7 @@ class SplitSpec(_Strict):
     def key(self) -> tuple[str, ...]:
         return (self.split,) if self.split else (str(self.source), str(self.reference))
 
-    def overlaps(self, other: "SplitSpec") -> bool:
+    def overlaps(self, other: SplitSpec) -> bool:
         return self.key() == other.key() and self.start < other.start + other.size and other.start < self.start + self.size
 
 
@@ -82,7 +82,7 @@ class DataSpec(_Strict):
     max_sentences: int = Field(128, gt=0, description="sentences per batch")
 
     @model_validator(mode="after")
-    def _separate(self) -> "DataSpec":
+    def _separate(self) -> DataSpec:
         if self.calibration.overlaps(self.tuning):
             raise ValueError("calibration and tuning sentences overlap: calibrating on the evaluation set "
                              "hides quantization error")
@@ -120,7 +120,7 @@ class QuantRule(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _supported(self) -> "QuantRule":
+    def _supported(self) -> QuantRule:
         if (self.op_type is None) == (self.op_name is None):
             raise ValueError("a rule names exactly one of op_type or op_name")
         if self.dtype == "integer":
@@ -165,7 +165,7 @@ class CriterionSpec(_Strict):
     max_drop: float = Field(0.5, gt=0, description="BLEU points (absolute) or a fraction of FP32 BLEU (relative)")
 
     @model_validator(mode="after")
-    def _range(self) -> "CriterionSpec":
+    def _range(self) -> CriterionSpec:
         if self.type == "relative" and self.max_drop >= 1:
             raise ValueError("a relative max_drop is a fraction of the FP32 score, below 1 (0.01 = 1%)")
         return self

@@ -22,10 +22,18 @@ from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.regress.manifest import (MANIFEST_NAME, EvalSet, Evaluation, Manifest, Speed, load_manifest,
-                                                 sha256_file, write_manifest)
+from inc_transformer_mt.regress.manifest import (
+    MANIFEST_NAME,
+    EvalSet,
+    Evaluation,
+    Manifest,
+    Speed,
+    load_manifest,
+    sha256_file,
+    write_manifest,
+)
 
-__all__ = ["Check", "RegressResult", "run_regress", "junit_xml", "manifest_from_report"]
+__all__ = ["Check", "RegressResult", "junit_xml", "manifest_from_report", "run_regress"]
 
 
 @dataclass
@@ -85,7 +93,7 @@ def manifest_from_report(report: dict[str, Any], out_dir: Path, graph: Path, fp3
     """The manifest `inc-mt tune` writes next to a passing model."""
     i8 = report["int8"]
     return Manifest(
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         model={"graph": graph.name, "sha256": sha256_file(graph), "fp32_model": _rel(fp32_graph, out_dir),
                "fp32_sha256": sha256_file(fp32_graph)},
         recipe_sha256=recipe_sha256, backend=report["backend"],
@@ -219,7 +227,7 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
         else:
             evals.append(new_eval)
         update: dict[str, Any] = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model": manifest.model.model_copy(update={"sha256": digest, "fp32_sha256": fp32_digest}),
             "signature": int8_b.signature, "evaluations": evals, "matmul_precision": census}
         if ratio is not None:

@@ -18,8 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "EvalSet", "Evaluation", "load_manifest",
-           "write_manifest", "sha256_file"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "EvalSet",
+    "Evaluation",
+    "Manifest",
+    "load_manifest",
+    "sha256_file",
+    "write_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

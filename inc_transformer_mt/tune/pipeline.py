@@ -17,7 +17,6 @@ import os
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from inc_transformer_mt.recipe import Recipe, dump_recipe, load_recipe, resolve_
 from inc_transformer_mt.recipe.schema import SplitSpec
 from inc_transformer_mt.regress.manifest import write_manifest
 
-__all__ = ["run_tune", "TuneResult", "check_output_dir", "matmul_precision"]
+__all__ = ["TuneResult", "check_output_dir", "matmul_precision", "run_tune"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +149,8 @@ def _machine() -> dict[str, Any]:
         flags = set(ci.get("flags", []))
         info["isa"] = sorted(f for f in flags if f in ("avx512f", "avx512_vnni", "avx512vnni", "avx512_bf16",
                                                          "amx_int8", "amx_tile", "avx_vnni"))
-    except Exception:  # pragma: no cover - best effort
-        pass
+    except (ImportError, OSError, ValueError, KeyError) as exc:  # pragma: no cover - best effort
+        logger.debug("no CPU details for the report: %s", exc)
     return info
 
 
@@ -182,7 +181,7 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
 
     from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.metrics.bleu import score as bleu_score
-    from inc_transformer_mt.model.graph import load_graph_def, op_census, resolve_model
+    from inc_transformer_mt.model.graph import op_census, resolve_model
     from inc_transformer_mt.quant.calibrate import collect_stats
     from inc_transformer_mt.quant.inc_bridge import inc_quantize, requant_targets
     from inc_transformer_mt.quant.kl import kl_range
