@@ -19,7 +19,9 @@ from inc_transformer_mt.bench.profile import CATEGORIES, categorize
     ("QuantizeV2", "x_eightbit_quantize", "Quantize/Dequantize"),
     ("_ITEXQuantizeV2", "x", "Quantize/Dequantize"),
     ("Dequantize", "x", "Quantize/Dequantize"),
-    ("GatherNd", "transformer/while/GatherNd_3", "GatherNd"),
+    ("GatherNd", "transformer/while/GatherNd_3", "GatherNd (beam cache reorder)"),
+    ("GatherV2", "transformer/while/GatherNd_3/inc_mt_gather/gather", "GatherNd (beam cache reorder)"),
+    ("Reshape", "transformer/while/GatherNd_3/inc_mt_gather/flat_params", "GatherNd (beam cache reorder)"),
     ("_ITEXSoftmax", "x/Softmax", "Softmax"),
     ("LogSoftmax", "x", "beam search top-k + log-softmax"),
     ("TopKV2", "x", "beam search top-k + log-softmax"),
@@ -45,7 +47,7 @@ def test_profile_sums_every_executed_op(tiny_model_dir, capsys):
     assert prof.total_us == pytest.approx(sum(prof.op_types.values()))
     shares = prof.shares()
     assert sum(shares.values()) == pytest.approx(1.0)
-    for category in ("MatMul", "GatherNd", "Softmax", "LayerNorm", "BatchMatMulV2"):
+    for category in ("MatMul", "GatherNd (beam cache reorder)", "Softmax", "LayerNorm", "BatchMatMulV2"):
         assert prof.op_us.get(category, 0) > 0, category  # all present in the exported beam-search graph
     code = main(["profile", f"tiny={tiny_model_dir}", "--limit", "3", "--json"])
     out = json.loads(capsys.readouterr().out)

@@ -23,7 +23,7 @@ CATEGORIES = (
     "INT8 MatMul partitions (ITEX oneDNN Graph, Q/DQ fused)",
     "Quantize/Dequantize",
     "BatchMatMulV2",
-    "GatherNd",
+    "GatherNd (beam cache reorder)",
     "Softmax",
     "LayerNorm",
     "beam search top-k + log-softmax",
@@ -42,8 +42,8 @@ def categorize(op: str, name: str) -> str:
         return "MatMul"
     if re.search(r"Quantize|Dequantize|Requantize", op):
         return "Quantize/Dequantize"
-    if op == "GatherNd" or op.endswith("GatherNd"):
-        return "GatherNd"
+    if op == "GatherNd" or op.endswith("GatherNd") or "/inc_mt_gather/" in name:
+        return "GatherNd (beam cache reorder)"  # GatherNd, or the flattened Gather the pass puts in its place
     if op.endswith(("LogSoftmax", "TopKV2")):
         return "beam search top-k + log-softmax"
     if op.endswith("Softmax"):
