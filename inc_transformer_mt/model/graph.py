@@ -17,10 +17,12 @@ __all__ = [
     "CENSUS_OPS",
     "ResolvedModel",
     "check_tensor",
+    "input_op",
     "load_graph_def",
     "loop_nodes",
     "op_census",
     "resolve_model",
+    "source_node",
 ]
 
 #: Op types the census reports individually (plus LayerNorm, counted by name scope or fused op).
@@ -122,9 +124,18 @@ def resolve_model(
     return ResolvedModel(graph_path=graph_path, meta=meta, tokenizer_path=tok_path)
 
 
-def _input_op(name: str) -> str:
+def input_op(name: str) -> str:
+    """The op name of a node input (``^ctrl``, ``op:1`` -> ``op``)."""
     name = name.lstrip("^")
     return name.split(":", 1)[0]
+
+
+def source_node(by_name: dict[str, Any], name: str, through: tuple[str, ...] = ("Enter", "Identity")):
+    """The node that produces input ``name``, looking through ``Enter``/``Identity`` (None if absent)."""
+    node = by_name.get(input_op(name))
+    while node is not None and node.op in through:
+        node = by_name.get(input_op(node.input[0]))
+    return node
 
 
 def loop_nodes(graph_def) -> set[str]:
@@ -132,7 +143,7 @@ def loop_nodes(graph_def) -> set[str]:
     consumers: dict[str, list[Any]] = {}
     for node in graph_def.node:
         for inp in node.input:
-            consumers.setdefault(_input_op(inp), []).append(node)
+            consumers.setdefault(input_op(inp), []).append(node)
     inside: set[str] = set()
     queue = deque(n for n in graph_def.node if n.op in ("Enter", "RefEnter"))
     for n in queue:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from inc_transformer_mt.model.graph import input_op
+
 __all__ = ["PassReport", "gather_nd_to_gather"]
 
 
@@ -28,10 +30,6 @@ class PassReport:
     def to_dict(self) -> dict:
         return {"pass": self.name, "rewritten": len(self.rewritten), "skipped": self.skipped,
                 "added_nodes": self.added_nodes, "replaced_by_identity": self.replaced_by_identity}
-
-
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":", 1)[0]
 
 
 def gather_nd_to_gather(graph_def):
@@ -73,7 +71,7 @@ def gather_nd_to_gather(graph_def):
             report.skipped[g.name] = "indices are not int32"
             continue
         params, coords = g.input[0], g.input[1]
-        coords_node = by_name.get(_op(coords))
+        coords_node = by_name.get(input_op(coords))
         # the coordinates of the beam search come from Pack(..., axis=2) of two [B, K] tensors
         if coords_node is None or coords_node.op != "Pack" or coords_node.attr["N"].i != 2 or \
                 coords_node.attr["axis"].i not in (2, -1):

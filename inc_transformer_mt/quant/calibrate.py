@@ -18,15 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import input_op, source_node
 from inc_transformer_mt.quant.kl import TensorStats
 
 __all__ = ["CalibrationData", "collect_stats", "matmul_inputs", "node_frames"]
 
 logger = logging.getLogger(__name__)
-
-
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":", 1)[0]
 
 
 def _tensor(name: str) -> str:
@@ -38,9 +35,7 @@ def matmul_inputs(graph_def) -> dict[str, str]:
     by_name = {n.name: n for n in graph_def.node}
 
     def constant(name: str) -> bool:
-        node = by_name.get(_op(name))
-        while node is not None and node.op in ("Enter", "Identity"):
-            node = by_name.get(_op(node.input[0]))
+        node = source_node(by_name, name)
         return node is not None and node.op == "Const"
 
     return {n.name: _tensor(n.input[0]) for n in graph_def.node
@@ -52,7 +47,7 @@ def node_frames(graph_def) -> tuple[dict[str, str], dict[str, int]]:
     consumers: dict[str, list] = {}
     for node in graph_def.node:
         for inp in node.input:
-            consumers.setdefault(_op(inp), []).append(node)
+            consumers.setdefault(input_op(inp), []).append(node)
     frames: dict[str, str] = {}
     parallel: dict[str, int] = {}
     for enter in (n for n in graph_def.node if n.op == "Enter"):
@@ -105,7 +100,7 @@ class _Instrumented:
 
     def _in_frame(self, tensor_name: str, handle):
         tf = self.tf
-        frame = self.frames.get(_op(tensor_name))
+        frame = self.frames.get(input_op(tensor_name))
         if frame is None:
             return handle
         return tf.raw_ops.Enter(data=handle, frame_name=frame, is_constant=True,

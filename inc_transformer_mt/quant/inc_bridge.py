@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import input_op
 
 __all__ = ["BACKENDS", "QuantResult", "fix_quantized_enter", "inc_quantize", "requant_targets"]
 
@@ -41,17 +42,13 @@ class QuantResult:
     enter_fixes: int = 0
 
 
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":", 1)[0]
-
-
 def requant_targets(graph_def, matmul_input: Mapping[str, str]) -> dict[str, str]:
     """MatMul -> the quantized-MatMul input tensor its output becomes through BiasAdd/Relu/Reshape/Identity."""
     consumers: dict[str, list] = {}
     for node in graph_def.node:
         for inp in node.input:
             if not inp.startswith("^"):
-                consumers.setdefault(_op(inp), []).append(node)
+                consumers.setdefault(input_op(inp), []).append(node)
     inputs = set(matmul_input.values())
     out: dict[str, str] = {}
     for mm in matmul_input:
@@ -149,7 +146,7 @@ def fix_quantized_enter(graph_def) -> int:
         for node in graph_def.node:
             for i, inp in enumerate(node.input):
                 ctrl = inp.startswith("^")
-                op = _op(inp)
+                op = input_op(inp)
                 if op in renames and not ctrl:
                     node.input[i] = renames[op] + inp[len(op):]
         graph_def.node.extend(new_nodes)
@@ -194,8 +191,8 @@ def inc_quantize(
     for op in fp32_ops:
         config.set_local(f"^{re.escape(op)}$", StaticQuantConfig(act_dtype="fp32", weight_dtype="fp32"))
     model = Model(graph_def)
-    model.input_tensor_names = [_op(n) for n in input_names]
-    model.output_tensor_names = [_op(n) for n in output_names]
+    model.input_tensor_names = [input_op(n) for n in input_names]
+    model.output_tensor_names = [input_op(n) for n in output_names]
     TFConfig.global_config["backend"] = backend
     TFConfig.global_config["use_bf16"] = False
     # INC's default workspace is ./nc_workspace/<timestamp> in the current directory: keep it out of users' trees

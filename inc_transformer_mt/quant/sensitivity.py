@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inc_transformer_mt.model.graph import source_node
+
 __all__ = ["Sensitivity", "fake_quant_graph", "rank_units", "unit_of", "units"]
 
 _BLOCK = re.compile(r"^(.*?layer_\d+/[^/]+)/")
@@ -37,10 +39,6 @@ def units(matmuls: Sequence[str], granularity: str = "block") -> dict[str, list[
     for mm in sorted(matmuls):
         out.setdefault(unit_of(mm, granularity), []).append(mm)
     return out
-
-
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":", 1)[0]
 
 
 def fake_quant_graph(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Sequence[str]):
@@ -64,9 +62,7 @@ def fake_quant_graph(graph_def, ranges: Mapping[str, tuple[float, float]], ops: 
         fq.attr["narrow_range"].b = False
         new_nodes.append(fq)
         node.input[0] = fq.name
-        w = by_name[_op(node.input[1])]
-        while w.op in ("Enter", "Identity"):
-            w = by_name[_op(w.input[0])]
+        w = source_node(by_name, node.input[1])
         if w.name in done_weights:
             continue
         done_weights.add(w.name)

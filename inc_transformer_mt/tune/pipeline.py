@@ -29,6 +29,7 @@ import numpy as np
 from inc_transformer_mt import __version__
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import source_node
 from inc_transformer_mt.recipe import Recipe, dump_recipe, load_recipe, resolve_paths
 from inc_transformer_mt.recipe.schema import SplitSpec
 from inc_transformer_mt.regress.manifest import write_manifest
@@ -90,19 +91,13 @@ def publish_dir(staging: Path, out: Path, policy: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- census
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":", 1)[0]
-
-
 def matmul_precision(q_graph_def, matmuls: list[str]) -> dict[str, str]:
     """FP32 MatMul name -> 'int8' or 'fp32' in a quantized graph (QDQ for ITEX, fused ops for default)."""
     by_name = {n.name: n for n in q_graph_def.node}
     fused = [n.name for n in q_graph_def.node if n.op.startswith("Quantized") and "MatMul" in n.op]
 
     def from_dequantize(inp: str) -> bool:
-        node = by_name.get(_op(inp))
-        while node is not None and node.op in ("Enter", "Identity"):
-            node = by_name.get(_op(node.input[0]))
+        node = source_node(by_name, inp)
         return node is not None and node.op == "Dequantize"
 
     out = {}
@@ -250,9 +245,7 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
     from tensorflow.python.framework import tensor_util
 
     for mm in all_mm:
-        w = by_name[_op(by_name[mm].input[1])]
-        while w.op in ("Enter", "Identity"):
-            w = by_name[_op(w.input[0])]
+        w = source_node(by_name, by_name[mm].input[1])
         shape = tensor_util.MakeNdarray(w.attr["value"].tensor).shape
         weights_n[mm] = int(shape[-1])
     # FLOPs per MatMul over the calibration run: 2 * (elements of its input = rows * K) * N
