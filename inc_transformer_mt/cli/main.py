@@ -23,6 +23,7 @@ from inc_transformer_mt.errors import UserError
 __all__ = ["REFERENCE_MODEL", "build_parser", "main"]
 
 REFERENCE_MODEL = Path(__file__).resolve().parent.parent / "reference"
+REFERENCE_INT8 = Path(__file__).resolve().parent.parent / "reference_int8"
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent.parent / "recipes" / "reference_kl.yaml"
 
 
@@ -268,6 +269,82 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_specs(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``[LABEL=]PATH`` arguments as (label, path); the label defaults to the directory or file name."""
+    out = []
+    for spec in specs:
+        label, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
+        out.append((label or Path(path).name, path))
+    return out
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UserError(f"{flag}: expected positive integers, got {text!r}")
+    return values
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """FP32 and INT8 side by side; JSON, markdown and PNG under --out."""
+    from inc_transformer_mt.bench.benchmark import Grid, ModelArg, render_markdown, render_plot, run_benchmark
+    from inc_transformer_mt.data.corpus import multi30k_split, read_lines, read_parallel
+    from inc_transformer_mt.model.graph import resolve_model
+
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    bad = [r for r in runtimes if r not in ("itex", "stock")]
+    if bad or not runtimes:
+        raise UserError(f"--runtimes: expected itex and/or stock, got {args.runtimes!r}")
+    grid = Grid(runtimes=runtimes, streams=_int_list(args.streams, "--streams"),
+                batch_sentences=_int_list(args.batch_sentences, "--batch-sentences"), max_tokens=args.max_tokens)
+    if args.max_tokens < 1:
+        raise UserError("--max-tokens must be positive")
+    models = []
+    for label, path in _model_specs(args.models or [f"fp32={REFERENCE_MODEL}", f"int8={REFERENCE_INT8}"]):
+        model = resolve_model(path)
+        if not model.graph_path.is_file():
+            raise UserError(f"{model.graph_path}: model file not found")
+        models.append(ModelArg(label, model))
+    beam = (models[0].model.meta.model or {}).get("beam_size")
+    if args.source:
+        if args.reference:
+            sources, refs = read_parallel(args.source, args.reference)
+        else:
+            sources, refs = read_lines(args.source, what="source file"), None
+        name = args.source
+    else:
+        sources, refs = read_parallel(multi30k_split(args.split, args.src_lang, args.data_dir),
+                                      multi30k_split(args.split, args.tgt_lang, args.data_dir))
+        name = f"multi30k/{args.split} {args.src_lang}-{args.tgt_lang}"
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError("--limit must be positive")
+        sources, refs = sources[: args.limit], (refs[: args.limit] if refs is not None else None)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    command = "inc-mt benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "inc-mt benchmark"
+    report = run_benchmark(models, sources, refs, grid=grid, reps=args.reps, search_sentences=args.search_sentences,
+                           latency_sentences=args.latency_sentences, command=command.strip(),
+                           dataset={"name": name, "sentences": len(sources), "beam_size": beam},
+                           log=lambda s: print(s, file=sys.stderr, flush=True))
+    atomic_write(out / "benchmark.json", report.model_dump_json(indent=2) + "\n")
+    plot = None
+    if not args.no_plot:
+        atomic_write(out / "benchmark.png", render_plot(report))
+        plot = "benchmark.png"
+    text = render_markdown(report, plot)
+    atomic_write(out / "benchmark.md", text)
+    sys.stdout.write(text)
+    print(f"wrote {out / 'benchmark.json'}, {out / 'benchmark.md'}" + (f", {out / plot}" if plot else ""),
+          file=sys.stderr)
+    return 0
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Apply graph passes to a model directory; optionally check the translations stay token-identical."""
     _quiet_tensorflow()
@@ -407,6 +484,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", help="also write the markdown table to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("benchmark", help="FP32 and INT8 speed side by side (alternating, repeated, each with its "
+                       "best runtime/stream/batch setting): sentences/s, tokens/s, batch-1 latency, memory, BLEU")
+    p.add_argument("models", nargs="*", metavar="[LABEL=]MODEL",
+                   help="model directories or graphs (default: the reference FP32 model and the committed INT8 one)")
+    p.add_argument("--split", default="test_2016_flickr", help="Multi30k split (default test_2016_flickr)")
+    p.add_argument("--src-lang", default="en")
+    p.add_argument("--tgt-lang", default="de")
+    p.add_argument("--source", help="a source file instead of a Multi30k split")
+    p.add_argument("--reference", help="its reference translations (for BLEU)")
+    p.add_argument("--data-dir")
+    p.add_argument("--limit", type=int, help="only the first N sentences")
+    p.add_argument("--reps", type=int, default=3, help="timed passes per configuration (default 3)")
+    p.add_argument("--search-sentences", type=int, default=150,
+                   help="sentences for the settings search (default 150)")
+    p.add_argument("--latency-sentences", type=int, default=100, help="batch-1 latency sentences (default 100; 0: skip)")
+    p.add_argument("--runtimes", default="itex,stock", help="TensorFlow runtimes to try (default itex,stock)")
+    p.add_argument("--streams", default="1,2", help="parallel stream counts to try (default 1,2)")
+    p.add_argument("--batch-sentences", default="8,32,128", help="batch sizes (sentences) to try (default 8,32,128)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default 4096)")
+    p.add_argument("--out", default="out/benchmark", help="output directory (default out/benchmark)")
+    p.add_argument("--no-plot", action="store_true", help="no PNG")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("optimize", help="apply graph passes (GatherNd -> flattened Gather) to a model directory")
     p.add_argument("model", help="model directory or graph")

@@ -14,9 +14,22 @@ from inc_transformer_mt.data.tokenizer import Tokenizer
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.graph import ResolvedModel, check_tensor, load_graph_def
 
-__all__ = ["TranslationStats", "Translator"]
+__all__ = ["TranslationStats", "Translator", "encode_checked"]
 
 logger = logging.getLogger(__name__)
+
+
+def encode_checked(tokenizer: Tokenizer, sentences: Sequence[str], max_source_tokens: int,
+                   source_name: str = "input") -> list[list[int]]:
+    """Subword ids of every sentence; a UserError naming the line when one is over the model's limit."""
+    ids = tokenizer.encode_batch(sentences)
+    for number, row in enumerate(ids, start=1):
+        if len(row) > max_source_tokens:
+            raise UserError(
+                f"{source_name}:{number}: sentence has {len(row)} subword tokens, over the model's limit "
+                f"of {max_source_tokens}"
+            )
+    return ids
 
 
 @dataclass
@@ -78,14 +91,7 @@ class Translator:
 
     def encode(self, sentences: Sequence[str], source_name: str = "input") -> list[list[int]]:
         """Subword ids of every sentence; a UserError naming the line when one is over the model's limit."""
-        ids = self.tokenizer.encode_batch(sentences)
-        for number, row in enumerate(ids, start=1):
-            if len(row) > self.max_source_tokens:
-                raise UserError(
-                    f"{source_name}:{number}: sentence has {len(row)} subword tokens, over the model's limit "
-                    f"of {self.max_source_tokens}"
-                )
-        return ids
+        return encode_checked(self.tokenizer, sentences, self.max_source_tokens, source_name)
 
     def run_batch(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         import tensorflow as tf

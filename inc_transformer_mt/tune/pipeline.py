@@ -118,6 +118,20 @@ def graph_format(q_graph_def) -> str:
     return "qdq" if "Dequantize" in ops else "fp32"
 
 
+def int8_matmul_count(graph_def) -> tuple[int, int]:
+    """(INT8 MatMuls, all MatMuls) of a frozen graph in any of the formats of :func:`graph_format`."""
+    by_name = {n.name: n for n in graph_def.node}
+
+    def dq(inp: str) -> bool:
+        node = source_node(by_name, inp)
+        return node is not None and node.op == "Dequantize"
+
+    fused = sum(1 for n in graph_def.node if n.op.startswith("Quantized") and "MatMul" in n.op)
+    plain = [n for n in graph_def.node if n.op == "MatMul"]
+    qdq = sum(1 for n in plain if dq(n.input[0]) and dq(n.input[1]))
+    return fused + qdq, fused + len(plain)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -1,0 +1,483 @@
+"""``inc-mt benchmark``: FP32 and INT8 translation speed side by side, each with its own best settings.
+
+Three phases, all in one run on one machine:
+
+1. **Search.** For every model and runtime (stock TensorFlow, ITEX) and stream count, a pool of pinned
+   worker processes (:mod:`~inc_transformer_mt.inference.streams`) translates a search subset once per batch
+   setting (warm-up pass, then a timed pass). Graphs in ITEX's QDQ format are only run with ITEX: stock
+   TensorFlow would execute their Quantize/Dequantize pairs in FP32, which is not an INT8 configuration.
+2. **Throughput.** The fastest setting of each (model, runtime) pair is measured again on the whole set:
+   all those pools are started together, warmed up with one full pass (whose outputs are scored with
+   sacreBLEU), then run ``reps`` times, alternating between configurations and rotating their order every
+   repetition. Sentences/s and target tokens/s are medians over the repetitions; every timed pass must give
+   the same outputs as the warm-up. "Best FP32" is the fastest FP32 configuration of this phase; each INT8
+   model's headline is its fastest configuration over best FP32.
+3. **Batch-1 latency.** One single-stream pool per model (its best runtime, all cores) translates the
+   first ``latency_sentences`` sentences one at a time, alternating between models sentence by sentence;
+   p50/p90 over the sentences.
+
+Peak memory is the summed VmHWM of a pool's worker processes (model, TensorFlow runtime, activations).
+Speed is never asserted in tests: this module is exercised for its schema and its bookkeeping only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inc_transformer_mt import __version__
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.inference.streams import RunStats, StreamPool, StreamSpec, available_cores
+from inc_transformer_mt.model.graph import ResolvedModel
+
+__all__ = ["BenchmarkReport", "Grid", "ModelArg", "render_markdown", "render_plot", "run_benchmark"]
+
+SCHEMA_VERSION = 1
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Setting(_M):
+    runtime: Literal["itex", "stock"]
+    streams: int = Field(ge=1)
+    threads_per_stream: int = Field(ge=1)
+    max_sentences: int = Field(ge=1)
+    max_tokens: int = Field(ge=1)
+
+    def label(self) -> str:
+        return (f"{self.runtime}, {self.streams} stream{'s' if self.streams > 1 else ''} x {self.threads_per_stream} "
+                f"thread{'s' if self.threads_per_stream > 1 else ''}, batch <= {self.max_sentences} sent")
+
+
+class SearchPoint(_M):
+    setting: Setting
+    sentences: int
+    seconds: float
+    sentences_per_s: float
+
+
+class Throughput(_M):
+    setting: Setting
+    sentences: int
+    reps: int
+    seconds: list[float]
+    sentences_per_s: float = Field(description="median over the timed repetitions")
+    sentences_per_s_runs: list[float]
+    target_tokens_per_s: float = Field(description="median; subword tokens of the outputs, EOS included")
+    peak_rss_mb: float = Field(description="summed VmHWM of the pool's worker processes")
+    bleu: float | None = Field(description="sacreBLEU of these outputs (None without references)")
+    outputs_stable: bool = Field(description="every timed pass gave the warm-up pass's outputs")
+
+
+class Latency(_M):
+    runtime: Literal["itex", "stock"]
+    threads: int
+    sentences: int
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+
+
+class ModelResult(_M):
+    label: str
+    path: str
+    precision: Literal["fp32", "int8"]
+    graph_format: str
+    int8_matmuls: int
+    matmuls: int
+    file_bytes: int
+    search: list[SearchPoint]
+    skipped: list[str] = Field(description="runtimes not measured, with the reason")
+    throughput: list[Throughput] = Field(description="the best setting of each runtime, measured alternating")
+    best: Throughput | None
+    latency: Latency | None
+    speedup_vs_best_fp32: float | None = Field(description="best sentences/s over best FP32 sentences/s")
+    bleu_drop_vs_fp32: float | None = Field(description="best FP32 configuration's BLEU minus this model's")
+
+
+class Headline(_M):
+    best_fp32: str = Field(description="label of the best FP32 configuration")
+    best_fp32_sentences_per_s: float
+    best_int8: str | None
+    best_int8_sentences_per_s: float | None
+    speedup: float | None
+    bleu_drop: float | None
+
+
+class BenchmarkReport(_M):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    tool_version: str
+    created: str
+    command: str
+    machine: dict[str, str | int | float | bool]
+    dataset: dict[str, str | int | None]
+    options: dict[str, int | str | list[int] | list[str]]
+    models: list[ModelResult]
+    headline: Headline | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelArg:
+    label: str
+    model: ResolvedModel
+
+
+@dataclass(frozen=True)
+class Grid:
+    runtimes: tuple[str, ...] = ("itex", "stock")
+    streams: tuple[int, ...] = (1, 2)
+    batch_sentences: tuple[int, ...] = (8, 32, 128)
+    max_tokens: int = 4096
+
+
+def machine_info() -> dict[str, str | int | float | bool]:
+    """What the numbers were measured on (CPU model and flags, cores, memory, library versions)."""
+    info: dict[str, str | int | float | bool] = {"platform": platform.platform(), "python": platform.python_version(),
+                                                 "cores_usable": len(available_cores())}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        for line in cpuinfo.splitlines():
+            if line.startswith("model name") and "cpu_model" not in info:
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+            if line.startswith("vendor_id") and "cpu_vendor" not in info:
+                info["cpu_vendor"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and "avx512_vnni" not in info:
+                flags = set(line.split(":", 1)[1].split())
+                for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"):
+                    info[f] = f in flags
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
+        info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("tensorflow", "intel-extension-for-tensorflow", "neural-compressor", "sacrebleu"):
+        try:
+            info[dist] = version(dist)
+        except PackageNotFoundError:
+            info[dist] = "not installed"
+    return info
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _setting(pool: StreamPool, max_sentences: int, max_tokens: int) -> Setting:
+    return Setting(runtime=pool.spec.runtime, streams=len(pool.plan), threads_per_stream=pool.plan[0][1],
+                   max_sentences=max_sentences, max_tokens=max_tokens)
+
+
+def _log(msg: str, log: Callable[[str], None] | None) -> None:
+    if log is not None:
+        log(msg)
+
+
+def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references: Sequence[str] | None, *,
+                  dataset: dict[str, str | int | None], grid: Grid = Grid(), reps: int = 3,
+                  search_sentences: int = 150, latency_sentences: int = 100, command: str = "",
+                  log: Callable[[str], None] | None = print) -> BenchmarkReport:
+    """Run the three phases (see the module docstring) and return the report."""
+    from inc_transformer_mt.metrics.bleu import score
+
+    if not models:
+        raise UserError("benchmark: no model given")
+    if reps < 1 or search_sentences < 1 or latency_sentences < 0:
+        raise UserError("benchmark: --reps and --search-sentences must be at least 1, --latency-sentences 0 or more")
+    if len({m.label for m in models}) != len(models):
+        raise UserError("benchmark: two models have the same label (name them as LABEL=PATH)")
+    t0 = time.perf_counter()
+    cores = available_cores()
+    streams_grid = [s for s in grid.streams if s <= len(cores)]
+    if not streams_grid:
+        raise UserError(f"benchmark: every stream count in {list(grid.streams)} exceeds the {len(cores)} usable cores")
+    search_src = list(sources[:search_sentences])
+
+    # ---- phase 1: search
+    facts: dict[str, dict] = {}
+    search: dict[str, list[SearchPoint]] = {m.label: [] for m in models}
+    skipped: dict[str, list[str]] = {m.label: [] for m in models}
+    for m in models:
+        for runtime in grid.runtimes:
+            if runtime == "stock" and facts.get(m.label, {}).get("graph_format") == "qdq":
+                _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow (it would run the Q/DQ in FP32)", log)
+                continue
+            for streams in streams_grid:
+                spec = StreamSpec(streams=streams, runtime=runtime, max_tokens=grid.max_tokens)
+                try:
+                    with StreamPool(m.model, spec) as pool:
+                        facts.setdefault(m.label, pool.workers[0])
+                        if runtime == "stock" and pool.workers[0]["graph_format"] == "qdq":
+                            skipped[m.label].append("stock: QDQ graph (stock TensorFlow would run its Q/DQ in FP32)")
+                            _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow", log)
+                            break
+                        ids = pool.encode(search_src)
+                        for bs in grid.batch_sentences:
+                            pool.run_ids(ids, max_sentences=bs)  # warm-up for this batch setting
+                            st = RunStats()
+                            pool.run_ids(ids, st, max_sentences=bs)
+                            point = SearchPoint(setting=_setting(pool, bs, grid.max_tokens), sentences=st.sentences,
+                                                seconds=round(st.seconds, 3),
+                                                sentences_per_s=round(st.sentences / st.seconds, 3))
+                            search[m.label].append(point)
+                            _log(f"[search] {m.label}: {point.setting.label()}: {point.sentences_per_s:.2f} sent/s",
+                                 log)
+                except UserError as exc:  # e.g. a graph whose kernels exist only with ITEX
+                    skipped[m.label].append(f"{runtime}: {exc}")
+                    _log(f"[search] {m.label}: {runtime} skipped: {exc}", log)
+                    break
+        if m.label not in facts:
+            raise UserError(f"benchmark: {m.model.graph_path} could not be run with any runtime "
+                            f"({'; '.join(skipped[m.label])})")
+
+    # ---- phase 2: throughput of each (model, runtime)'s best setting, alternating
+    chosen: list[tuple[ModelArg, Setting]] = []
+    for m in models:
+        for runtime in grid.runtimes:
+            points = [p for p in search[m.label] if p.setting.runtime == runtime]
+            if points:
+                chosen.append((m, max(points, key=lambda p: p.sentences_per_s).setting))
+    results: dict[tuple[str, str], Throughput] = {}
+    pools: list[StreamPool] = []
+    try:
+        for m, s in chosen:
+            pools.append(StreamPool(m.model, StreamSpec(streams=s.streams, runtime=s.runtime,
+                                                        max_sentences=s.max_sentences, max_tokens=s.max_tokens)))
+        ids = pools[0].encode(sources) if pools else []
+        warm: list[list[str]] = []
+        for (m, s), pool in zip(chosen, pools):
+            warm.append([pool.tokenizer.decode(r) for r in pool.run_ids(ids)])
+            _log(f"[throughput] {m.label} ({s.label()}): warm-up pass done", log)
+        runs: list[list[RunStats]] = [[] for _ in chosen]
+        stable = [True] * len(chosen)
+        for rep in range(reps):
+            order = list(range(len(chosen)))
+            order = order[rep % len(order):] + order[:rep % len(order)]
+            for i in order:
+                st = RunStats()
+                rows = pools[i].run_ids(ids, st)
+                stable[i] &= [pools[i].tokenizer.decode(r) for r in rows] == warm[i]
+                runs[i].append(st)
+                _log(f"[throughput] rep {rep + 1}/{reps} {chosen[i][0].label} ({chosen[i][1].label()}): "
+                     f"{st.sentences / st.seconds:.2f} sent/s", log)
+        for i, ((m, s), pool) in enumerate(zip(chosen, pools)):
+            sps = [r.sentences / r.seconds for r in runs[i]]
+            tps = [r.output_tokens / r.seconds for r in runs[i]]
+            bleu = round(score(warm[i], references).score, 2) if references is not None else None
+            results[(m.label, s.runtime)] = Throughput(
+                setting=s, sentences=len(sources), reps=reps, seconds=[round(r.seconds, 3) for r in runs[i]],
+                sentences_per_s=round(_median(sps), 3), sentences_per_s_runs=[round(v, 3) for v in sps],
+                target_tokens_per_s=round(_median(tps), 1), peak_rss_mb=round(pool.peak_rss_bytes() / 2**20, 1),
+                bleu=bleu, outputs_stable=stable[i])
+    finally:
+        for pool in pools:
+            pool.close()
+
+    # ---- phase 3: batch-1 latency, alternating sentence by sentence
+    best: dict[str, Throughput | None] = {}
+    for m in models:
+        mine = [t for (label, _), t in results.items() if label == m.label]
+        best[m.label] = max(mine, key=lambda t: t.sentences_per_s) if mine else None
+    latency: dict[str, Latency] = {}
+    if latency_sentences > 0:
+        lat_pools: list[tuple[ModelArg, StreamPool]] = []
+        try:
+            for m in models:
+                b = best[m.label]
+                if b is not None:
+                    lat_pools.append((m, StreamPool(m.model, StreamSpec(streams=1, runtime=b.setting.runtime))))
+            lat_src = list(sources[:latency_sentences])
+            times: dict[str, list[float]] = {m.label: [] for m, _ in lat_pools}
+            for _, pool in lat_pools:  # warm-up
+                for sent in lat_src[:5]:
+                    pool.translate([sent])
+            for k, sent in enumerate(lat_src):
+                rotation = lat_pools[k % len(lat_pools):] + lat_pools[:k % len(lat_pools)]
+                for m, pool in rotation:
+                    start = time.perf_counter()
+                    pool.translate([sent])
+                    times[m.label].append((time.perf_counter() - start) * 1000)
+            for m, pool in lat_pools:
+                v = times[m.label]
+                latency[m.label] = Latency(runtime=pool.spec.runtime, threads=pool.plan[0][1], sentences=len(v),
+                                           p50_ms=round(_percentile(v, 0.5), 2), p90_ms=round(_percentile(v, 0.9), 2),
+                                           mean_ms=round(statistics.fmean(v), 2))
+                _log(f"[latency] {m.label}: p50 {latency[m.label].p50_ms:.1f} ms, p90 {latency[m.label].p90_ms:.1f} ms",
+                     log)
+        finally:
+            for _, pool in lat_pools:
+                pool.close()
+
+    # ---- assemble
+    model_results: list[ModelResult] = []
+    for m in models:
+        f = facts[m.label]
+        model_results.append(ModelResult(
+            label=m.label, path=str(m.model.graph_path), precision="int8" if f["int8_matmuls"] else "fp32",
+            graph_format=f["graph_format"], int8_matmuls=f["int8_matmuls"], matmuls=f["matmuls"],
+            file_bytes=os.path.getsize(m.model.graph_path), search=search[m.label], skipped=skipped[m.label],
+            throughput=[t for (label, _), t in results.items() if label == m.label], best=best[m.label],
+            latency=latency.get(m.label), speedup_vs_best_fp32=None, bleu_drop_vs_fp32=None))
+    fp32 = [(r, r.best) for r in model_results if r.precision == "fp32" and r.best is not None]
+    headline = None
+    if fp32:
+        ref_model, ref = max(fp32, key=lambda x: x[1].sentences_per_s)
+        for r in model_results:
+            if r.best is not None:
+                r.speedup_vs_best_fp32 = round(r.best.sentences_per_s / ref.sentences_per_s, 3)
+                if r.best.bleu is not None and ref.bleu is not None:
+                    r.bleu_drop_vs_fp32 = round(ref.bleu - r.best.bleu, 2)
+        int8 = [r for r in model_results if r.precision == "int8" and r.best is not None]
+        top = max(int8, key=lambda r: r.best.sentences_per_s) if int8 else None  # type: ignore[union-attr]
+        headline = Headline(
+            best_fp32=f"{ref_model.label} ({ref.setting.label()})", best_fp32_sentences_per_s=ref.sentences_per_s,
+            best_int8=f"{top.label} ({top.best.setting.label()})" if top and top.best else None,
+            best_int8_sentences_per_s=top.best.sentences_per_s if top and top.best else None,
+            speedup=top.speedup_vs_best_fp32 if top else None, bleu_drop=top.bleu_drop_vs_fp32 if top else None)
+    return BenchmarkReport(
+        tool_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=command,
+        machine=machine_info(), dataset=dataset,
+        options={"reps": reps, "search_sentences": min(search_sentences, len(sources)),
+                 "latency_sentences": min(latency_sentences, len(sources)), "runtimes": list(grid.runtimes),
+                 "streams": list(streams_grid), "batch_sentences": list(grid.batch_sentences),
+                 "max_tokens": grid.max_tokens},
+        models=model_results, headline=headline, seconds=round(time.perf_counter() - t0, 1))
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def render_markdown(report: BenchmarkReport, plot_name: str | None = None) -> str:
+    """The benchmark as markdown: headline, throughput table, latency, the search, the machine."""
+    mc = report.machine
+    ds = report.dataset
+    lines = ["# Benchmark", ""]
+    cpu = f"{mc.get('cpu_vendor', '?')} {mc.get('cpu_model', '?')}"
+    flags = ", ".join(f for f in ("avx512_vnni", "avx512_bf16", "amx_int8") if mc.get(f))
+    lines.append(f"Machine: {cpu}, {mc.get('cores_usable')} usable cores, {mc.get('memory_gib')} GiB; flags: "
+                 f"{flags or 'none of VNNI/BF16/AMX'}. TensorFlow {mc.get('tensorflow')}, ITEX "
+                 f"{mc.get('intel-extension-for-tensorflow')}, INC {mc.get('neural-compressor')}.")
+    lines.append(f"Data: {ds.get('name')} ({ds.get('sentences')} sentences), beam {ds.get('beam_size')}. "
+                 f"Throughput: median of {report.options['reps']} timed passes per configuration, alternating, after "
+                 f"a warm-up pass; each model's best setting per runtime from a search on the first "
+                 f"{report.options['search_sentences']} sentences. Run took {report.seconds / 60:.1f} min.")
+    lines.append("")
+    h = report.headline
+    if h is not None:
+        if h.speedup is not None:
+            lines.append(f"**INT8 over best FP32: {h.speedup:.2f}x** sentences/s ({h.best_int8}: "
+                         f"{h.best_int8_sentences_per_s:.2f} sent/s vs {h.best_fp32}: {h.best_fp32_sentences_per_s:.2f} "
+                         f"sent/s); BLEU drop {h.bleu_drop if h.bleu_drop is not None else 'n/a'}.")
+        else:
+            lines.append(f"Best FP32: {h.best_fp32}, {h.best_fp32_sentences_per_s:.2f} sent/s (no INT8 model given).")
+        lines.append("")
+    lines += ["## Throughput (best setting of each runtime)", "",
+              "| model | INT8 MatMuls | file | setting | sent/s (median) | runs | tokens/s | vs best FP32 | "
+              "peak RSS | BLEU | stable |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    best_fp32 = h.best_fp32_sentences_per_s if h else None
+    for r in report.models:
+        for t in r.throughput:
+            ratio = f"{t.sentences_per_s / best_fp32:.2f}x" if best_fp32 else "-"
+            mark = " **(best)**" if r.best is t else ""
+            lines.append(f"| {r.label}{mark} | {r.int8_matmuls}/{r.matmuls} | {_mib(r.file_bytes)} | "
+                         f"{t.setting.label()} | {t.sentences_per_s:.2f} | "
+                         f"{', '.join(f'{v:.2f}' for v in t.sentences_per_s_runs)} | {t.target_tokens_per_s:.0f} | "
+                         f"{ratio} | {t.peak_rss_mb:.0f} MiB | {t.bleu if t.bleu is not None else '-'} | "
+                         f"{'yes' if t.outputs_stable else 'NO'} |")
+    lat = [r for r in report.models if r.latency is not None]
+    if lat:
+        lines += ["", "## Batch-1 latency (one stream, all cores, best runtime; alternating sentence by sentence)", "",
+                  "| model | runtime | sentences | p50 | p90 | mean |", "|---|---|---|---|---|---|"]
+        for r in lat:
+            la = r.latency
+            assert la is not None
+            lines.append(f"| {r.label} | {la.runtime} x {la.threads} threads | {la.sentences} | {la.p50_ms:.1f} ms | "
+                         f"{la.p90_ms:.1f} ms | {la.mean_ms:.1f} ms |")
+    if plot_name:
+        lines += ["", f"![throughput and latency]({plot_name})"]
+    lines += ["", "## Search (one timed pass each, after a warm-up pass)", "",
+              "| model | setting | sent/s |", "|---|---|---|"]
+    for r in report.models:
+        for p in r.search:
+            lines.append(f"| {r.label} | {p.setting.label()} | {p.sentences_per_s:.2f} |")
+    skips = [(r.label, s) for r in report.models for s in r.skipped]
+    if skips:
+        lines += ["", "Not measured:"] + [f"- {label}, {s}" for label, s in skips]
+    lines += ["", f"Command: `{report.command}`", ""]
+    return "\n".join(lines)
+
+
+def render_plot(report: BenchmarkReport) -> bytes:
+    """PNG: throughput of every measured configuration (median, min-max bars) and batch-1 latency."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{r.label}\n{t.setting.runtime}, {t.setting.streams}s, b{t.setting.max_sentences}", t,
+             r.precision) for r in report.models for t in r.throughput]
+    lat = [(r.label, r.latency) for r in report.models if r.latency is not None]
+    fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(11 if lat else 7, 0.6 * max(len(rows), 3) + 1.5),
+                             squeeze=False)
+    ax = axes[0][0]
+    ys = range(len(rows))
+    med = [t.sentences_per_s for _, t, _ in rows]
+    lo = [t.sentences_per_s - min(t.sentences_per_s_runs) for _, t, _ in rows]
+    hi = [max(t.sentences_per_s_runs) - t.sentences_per_s for _, t, _ in rows]
+    colors = ["#1f77b4" if p == "fp32" else "#d62728" for _, _, p in rows]
+    ax.barh(list(ys), med, xerr=[lo, hi], color=colors, capsize=3)
+    ax.set_yticks(list(ys), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("sentences / s (median; bars: min-max)")
+    h = report.headline
+    title = "throughput"
+    if h is not None and h.speedup is not None:
+        title += f" - INT8 / best FP32 = {h.speedup:.2f}x"
+    ax.set_title(title, fontsize=10)
+    if h is not None:
+        ax.axvline(h.best_fp32_sentences_per_s, color="gray", linestyle="--", linewidth=1)
+    if lat:
+        ax2 = axes[0][1]
+        names = [n for n, _ in lat]
+        p50 = [la.p50_ms for _, la in lat]
+        p90 = [la.p90_ms for _, la in lat]
+        x = range(len(lat))
+        ax2.bar([i - 0.2 for i in x], p50, width=0.4, label="p50")
+        ax2.bar([i + 0.2 for i in x], p90, width=0.4, label="p90")
+        ax2.set_xticks(list(x), names, fontsize=8)
+        ax2.set_ylabel("batch-1 latency (ms)")
+        ax2.set_title("batch-1 latency", fontsize=10)
+        ax2.legend(fontsize=8)
+    cpu = report.machine.get("cpu_model", "")
+    fig.suptitle(f"{report.dataset.get('name')}, {report.dataset.get('sentences')} sentences, beam "
+                 f"{report.dataset.get('beam_size')} - {cpu}, {report.machine.get('cores_usable')} cores", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,290 @@
+"""Parallel translation streams: length-sorted, token-budget batches spread over N pinned worker processes.
+
+Bhandare et al. (2019) got their throughput from sorting sentences by length, packing them into batches
+and running several batches at once, each instance on its own cores. Here each stream is a spawned
+process that pins itself to its own cores (``sched_setaffinity``), sets its own TensorFlow thread pools,
+imports TensorFlow with the requested runtime (ITEX or stock) and loads the graph once. The parent process
+tokenizes, sorts by source subword length, cuts token-budget batches (longest first) and hands them out
+from one queue, so a stream that finishes early takes the next batch (longest-processing-time-first
+scheduling). Outputs are decoded and put back in input order.
+
+The parent never imports TensorFlow: a pool can run a runtime other than the caller's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
+from inc_transformer_mt.data.tokenizer import Tokenizer
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import ResolvedModel
+
+__all__ = ["RunStats", "StreamPool", "StreamSpec", "plan_cores", "schedule"]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How to run a model: ``streams`` worker processes with ``threads`` intra-op threads each.
+
+    ``threads=0`` gives each stream all of its cores (cores // streams). ``cores`` defaults to the cores this
+    process may run on.
+    """
+
+    streams: int = 1
+    threads: int = 0
+    runtime: str = "itex"
+    max_tokens: int = 4096
+    max_sentences: int = 128
+    cores: tuple[int, ...] | None = None
+
+    def label(self) -> str:
+        threads = f"x{self.threads}t" if self.threads else ""
+        return f"{self.runtime} {self.streams}s{threads} b{self.max_sentences}/{self.max_tokens}"
+
+
+@dataclass
+class RunStats:
+    sentences: int = 0
+    batches: int = 0
+    source_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0  # wall time from the first batch handed out to the last output received
+    per_stream_batches: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def available_cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def plan_cores(cores: Sequence[int], streams: int, threads: int = 0) -> list[tuple[list[int], int]]:
+    """Contiguous core groups, one per stream, and each stream's thread count.
+
+    Raises:
+        UserError: fewer cores than streams, or a non-positive stream count.
+    """
+    if streams < 1:
+        raise UserError(f"streams must be at least 1 (got {streams})")
+    if threads < 0:
+        raise UserError(f"threads per stream must be 0 (all of the stream's cores) or more (got {threads})")
+    cores = list(cores)
+    if streams > len(cores):
+        raise UserError(f"{streams} streams need at least {streams} cores; this process may use {len(cores)} "
+                        f"({', '.join(map(str, cores))})")
+    size, extra = divmod(len(cores), streams)
+    plan, start = [], 0
+    for i in range(streams):
+        n = size + (1 if i < extra else 0)
+        group = cores[start:start + n]
+        plan.append((group, threads or len(group)))
+        start += n
+    return plan
+
+
+def schedule(durations: Sequence[float], streams: int) -> list[int]:
+    """Which stream takes each job when ``streams`` workers pull jobs in order from one queue.
+
+    A model of the pool's dispatch, used by tests and to explain imbalance: the next job goes to the
+    stream that becomes free first (ties to the lowest index).
+    """
+    free_at = [0.0] * streams
+    owner = []
+    for d in durations:
+        s = min(range(streams), key=lambda i: (free_at[i], i))
+        owner.append(s)
+        free_at[s] += d
+    return owner
+
+
+def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: str, runtime: str,
+            cpus: list[int], threads: int, tasks, results) -> None:
+    """One stream: pin, import TensorFlow with ``runtime``, load the graph, then run batches until None."""
+    try:
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ITEX_CPP_MIN_LOG_LEVEL", "2")
+        from inc_transformer_mt.runtime import import_tensorflow, itex_loaded
+
+        import_tensorflow(runtime)  # type: ignore[arg-type]
+        from inc_transformer_mt.inference.translate import Translator
+        from inc_transformer_mt.model.config import GraphMeta
+
+        model = ResolvedModel(Path(graph_path), GraphMeta(**meta), Path(tokenizer_path))
+        from inc_transformer_mt.tune.pipeline import graph_format, int8_matmul_count
+
+        translator = Translator(model, intra_threads=threads, inter_threads=threads)
+        int8, matmuls = int8_matmul_count(translator.graph_def)
+        results.put(("ready", index, {"pid": os.getpid(), "itex": itex_loaded(), "cores": cpus,
+                                      "threads": threads, "graph_format": graph_format(translator.graph_def),
+                                      "int8_matmuls": int8, "matmuls": matmuls}))
+    except UserError as exc:
+        results.put(("error", index, str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+        results.put(("error", index, f"stream {index} failed to start: {type(exc).__name__}: {exc}"))
+        return
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        job, rows = task
+        start = time.perf_counter()
+        try:
+            out = translator.run_batch(rows)
+        except UserError as exc:
+            results.put(("error", index, str(exc)))
+            continue
+        results.put(("out", index, (job, out, time.perf_counter() - start)))
+
+
+def _peak_rss(pid: int) -> int:
+    """VmHWM of a process in bytes (0 where /proc is not there)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class StreamPool:
+    """N translation streams of one model. Use as a context manager; :meth:`close` stops the workers."""
+
+    def __init__(self, model: ResolvedModel, spec: StreamSpec = StreamSpec(), *, start_timeout: float = 600.0):
+        if model.tokenizer_path is None:
+            raise UserError(f"{model.graph_path}: no tokenizer given (use --tokenizer or a model.json)")
+        if spec.max_tokens < 1 or spec.max_sentences < 1:
+            raise UserError("max_tokens and max_sentences must be positive")
+        self.model, self.spec = model, spec
+        self.tokenizer = Tokenizer(model.tokenizer_path)
+        self.plan = plan_cores(spec.cores if spec.cores is not None else available_cores(), spec.streams,
+                               spec.threads)
+        ctx = mp.get_context("spawn")
+        self._tasks = ctx.Queue()
+        self._results = ctx.Queue()
+        self._procs = []
+        self.workers: list[dict[str, Any]] = [{} for _ in self.plan]
+        self._job = 0
+        meta = self.model.meta.to_dict()
+        for i, (cpus, threads) in enumerate(self.plan):
+            p = ctx.Process(target=_worker, daemon=True,
+                            args=(i, str(model.graph_path), meta, str(model.tokenizer_path), spec.runtime, cpus,
+                                  threads, self._tasks, self._results))
+            p.start()
+            self._procs.append(p)
+        try:
+            ready = 0
+            while ready < len(self._procs):
+                kind, index, payload = self._get(start_timeout)
+                if kind == "error":
+                    raise UserError(payload)
+                if kind == "ready":
+                    self.workers[index] = payload
+                    ready += 1
+        except BaseException:
+            self.close()
+            raise
+        if spec.runtime == "itex" and not all(w["itex"] for w in self.workers):
+            self.close()
+            raise UserError("runtime 'itex' asked for, but the ITEX plugin did not load (is "
+                            "intel-extension-for-tensorflow installed?)")
+
+    def _get(self, timeout: float):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i, p in enumerate(self._procs) if not p.is_alive()]
+                if dead:
+                    raise UserError(f"translation stream {dead[0]} exited unexpectedly (exit code "
+                                    f"{self._procs[dead[0]].exitcode}); out of memory?") from None
+                if time.monotonic() > deadline:
+                    raise UserError(f"translation streams gave no answer in {timeout:.0f} s") from None
+
+    def close(self) -> None:
+        for _ in self._procs:
+            try:
+                self._tasks.put(None)
+            except (OSError, ValueError):
+                pass
+        for p in self._procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self._procs = []
+
+    def __enter__(self) -> StreamPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def peak_rss_bytes(self) -> int:
+        """Sum of the streams' peak resident memory (VmHWM) so far."""
+        return sum(_peak_rss(p.pid) for p in self._procs if p.pid is not None)
+
+    def encode(self, sentences: Sequence[str], source_name: str = "input") -> list[list[int]]:
+        from inc_transformer_mt.inference.translate import encode_checked
+
+        return encode_checked(self.tokenizer, sentences, self.model.meta.max_source_tokens, source_name)
+
+    def run_ids(self, ids: Sequence[Sequence[int]], stats: RunStats | None = None, *, max_tokens: int | None = None,
+                max_sentences: int | None = None) -> list[np.ndarray]:
+        """Output id rows for every input row, in input order (sorted, batched and run in parallel).
+
+        ``max_tokens`` / ``max_sentences`` override the pool's batch settings for this call.
+        """
+        lengths = [len(r) for r in ids]
+        order = sort_by_length(lengths)
+        batches = make_batches(order, lengths, max_tokens=max_tokens or self.spec.max_tokens,
+                               max_sentences=max_sentences or self.spec.max_sentences)
+        base = self._job
+        self._job += len(batches)
+        start = time.perf_counter()
+        for b, batch in enumerate(batches):
+            self._tasks.put((base + b, [list(ids[i]) for i in batch]))
+        outputs: dict[int, np.ndarray] = {}
+        per_stream = [0] * len(self._procs)
+        while len(outputs) < len(batches):
+            kind, index, payload = self._get(3600.0)
+            if kind == "error":
+                raise UserError(payload)
+            job, out, _seconds = payload
+            outputs[job - base] = out
+            per_stream[index] += 1
+        seconds = time.perf_counter() - start
+        rows = [row for b in range(len(batches)) for row in outputs[b]]
+        result = restore_order(rows, [i for batch in batches for i in batch])
+        if stats is not None:
+            stats.sentences += len(ids)
+            stats.batches += len(batches)
+            stats.source_tokens += sum(lengths)
+            stats.output_tokens += int(sum(np.count_nonzero(r) for r in result))
+            stats.seconds += seconds
+            stats.per_stream_batches = [a + b for a, b in
+                                        zip(stats.per_stream_batches or [0] * len(per_stream), per_stream)]
+        return result
+
+    def translate(self, sentences: Sequence[str], *, source_name: str = "input", stats: RunStats | None = None,
+                  max_tokens: int | None = None, max_sentences: int | None = None) -> list[str]:
+        """Translations in input order."""
+        rows = self.run_ids(self.encode(sentences, source_name), stats, max_tokens=max_tokens,
+                            max_sentences=max_sentences)
+        return [self.tokenizer.decode(r) for r in rows]

@@ -1,0 +1,57 @@
+"""Choosing the TensorFlow runtime of a process: with Intel Extension for TensorFlow (ITEX) or stock.
+
+ITEX is a PluggableDevice: TensorFlow loads it at import time from ``site-packages/tensorflow-plugins``
+whenever it is installed, and there is no switch to turn it off afterwards. To run stock TensorFlow in a
+process where ITEX is installed, :func:`import_tensorflow` hides that directory from TensorFlow's plugin
+loader for the duration of the import. It must be the first TensorFlow import of the process, so a
+different runtime means a different process (the benchmark and the parallel streams use spawned workers).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Literal
+
+__all__ = ["RUNTIMES", "Runtime", "import_tensorflow", "itex_loaded"]
+
+Runtime = Literal["itex", "stock"]
+RUNTIMES: tuple[str, ...] = ("itex", "stock")
+
+
+def import_tensorflow(runtime: Runtime = "itex"):
+    """Import TensorFlow with (``itex``) or without (``stock``) the ITEX plugin; returns the module.
+
+    Raises:
+        RuntimeError: TensorFlow is already imported with the other runtime.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        if runtime == "stock" and itex_loaded():
+            raise RuntimeError("TensorFlow is already imported with ITEX in this process; stock needs a new one")
+        return tf
+    if runtime == "stock":
+        exists = os.path.exists
+        os.path.exists = lambda p: False if str(p).rstrip("/").endswith("tensorflow-plugins") else exists(p)
+        try:
+            import tensorflow as tf
+        finally:
+            os.path.exists = exists
+        return tf
+    import tensorflow as tf
+
+    return tf
+
+
+def itex_loaded() -> bool:
+    """Whether the ITEX plugin is active in this process (its ops are in TensorFlow's op registry).
+
+    ITEX's CPU build registers no device of its own (``list_physical_devices`` shows only the CPU), so the
+    registry is the reliable sign.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    return op_def_registry.get("_ITEXFusedMatMul") is not None
