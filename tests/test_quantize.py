@@ -181,6 +181,8 @@ data:
 calibration: {{method: kl, kl_mode: symmetric, bins: 256, batch_size: 4}}
 tuning: {{max_trials: 3, sensitivity_sentences: 12{extra}}}
 backend: {backend}
+passes: [gather_nd_to_gather]
+runtime: {{streams: 2, threads_per_stream: 1, max_sentences: 8}}
 outputs: {{dir: out_{backend}, overwrite: never}}
 """)
     return recipe
@@ -216,6 +218,17 @@ def test_inc_mt_tune_end_to_end(tmp_path, tiny_model_dir, multi30k, backend, mon
         assert report["status"] == "passed" and (out / "model.pb.gz").is_file()
         assert report["int8"]["drop"] <= 0.5 and report["int8"]["matmul_census"]["int8"]["inside_loop"] > 0
         assert "INT8 BLEU" in proc.stdout
+        # the recipe's pass ran after tuning, BLEU was measured again, and the report shows both
+        ps = report["passes"]
+        assert ps["names"] == ["gather_nd_to_gather"] and ps["reports"][0]["rewritten"] > 0
+        assert {"tuning_bleu_before", "tuning_bleu_after", "accepted"} <= set(ps)
+        meta = json.loads((out / "model.json").read_text())["model"]
+        assert meta["runtime"]["streams"] == 2
+        if ps["accepted"]:
+            assert meta["passes"] == ["gather_nd_to_gather"]
+            assert report["int8"]["tuning_bleu"] == ps["tuning_bleu_after"]
+            assert "GatherNd" not in report["int8"]["op_census"]["ops"]
+        assert "Graph passes gather_nd_to_gather" in (out / "report.md").read_text()
     else:
         assert report["status"] == "failed" and not (out / "model.pb.gz").exists()
         assert "FAILED" in proc.stdout

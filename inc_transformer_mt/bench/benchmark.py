@@ -138,7 +138,7 @@ class ModelArg:
 class Grid:
     runtimes: tuple[str, ...] = ("itex", "stock")
     streams: tuple[int, ...] = (1, 2)
-    batch_sentences: tuple[int, ...] = (8, 32, 128)
+    batch_sentences: tuple[int, ...] = (4, 8, 32)
     max_tokens: int = 4096
 
 

@@ -44,22 +44,61 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-tensor", help="input token-id tensor, int32 [batch, length] (default from model.json)")
     g.add_argument("--output-tensor", help="output token-id tensor, int32 [batch, length] (default from model.json)")
     g.add_argument("--tokenizer", help="SentencePiece model (default from model.json)")
-    g.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default 4096)")
-    g.add_argument("--max-sentences", type=int, default=128, help="sentences per batch (default 128)")
-    g.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TF default)")
+    g.add_argument("--max-tokens", type=int, help="padded source tokens per batch (default: the model's runtime "
+                   "settings in model.json, else 4096)")
+    g.add_argument("--max-sentences", type=int, help="sentences per batch (default: model.json runtime, else 128)")
+    g.add_argument("--streams", type=int, help="parallel streams, each a process pinned to its own cores "
+                   "(default: model.json runtime, else 1 in this process)")
+    g.add_argument("--runtime", choices=("itex", "stock"),
+                   help="TensorFlow runtime of the streams (default: model.json runtime, else itex)")
+    g.add_argument("--threads", type=int, help="intra-op threads (per stream; 0 or unset: all of its cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+class _PoolTranslator:
+    """A StreamPool behind the Translator interface the commands use."""
+
+    def __init__(self, pool):
+        from inc_transformer_mt.inference.streams import RunStats
+
+        self.pool, self.model, self.stats = pool, pool.model, RunStats()
+
+    def translate(self, sentences, *, max_tokens, max_sentences, source_name, progress=None):
+        return self.pool.translate(sentences, source_name=source_name, stats=self.stats, max_tokens=max_tokens,
+                                   max_sentences=max_sentences)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.close()
+
+
 def _translator(args: argparse.Namespace):
+    """A Translator (one session in this process) or, with streams/runtime settings, a pool of pinned streams."""
     _quiet_tensorflow()
-    from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.model.graph import resolve_model
 
-    if args.max_tokens < 1 or args.max_sentences < 1:
-        raise UserError("--max-tokens and --max-sentences must be positive")
     model = resolve_model(args.model, input_tensor=args.input_tensor, output_tensor=args.output_tensor,
                           tokenizer=args.tokenizer)
-    return Translator(model, intra_threads=args.threads)
+    rt = (model.meta.model or {}).get("runtime") or {}
+    args.max_tokens = args.max_tokens if args.max_tokens is not None else int(rt.get("max_tokens", 4096))
+    args.max_sentences = args.max_sentences if args.max_sentences is not None else int(rt.get("max_sentences", 128))
+    if args.max_tokens < 1 or args.max_sentences < 1:
+        raise UserError("--max-tokens and --max-sentences must be positive")
+    streams = args.streams if args.streams is not None else int(rt.get("streams", 1))
+    threads = args.threads if args.threads is not None else int(rt.get("threads_per_stream", 0))
+    if streams < 1 or threads < 0:
+        raise UserError("--streams must be at least 1 and --threads 0 or more")
+    if streams > 1 or args.runtime is not None:
+        from inc_transformer_mt.inference.streams import StreamPool, StreamSpec
+
+        spec = StreamSpec(streams=streams, threads=threads, runtime=args.runtime or rt.get("runtime", "itex"),
+                          max_tokens=args.max_tokens, max_sentences=args.max_sentences)
+        return _PoolTranslator(StreamPool(model, spec))
+    from inc_transformer_mt.inference.translate import Translator
+
+    return Translator(model, intra_threads=threads, inter_threads=threads)
 
 
 def _translate(translator, sentences: Sequence[str], args: argparse.Namespace, name: str) -> list[str]:
@@ -351,15 +390,19 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     import shutil
 
     from inc_transformer_mt.model.graph import load_graph_def, op_census, resolve_model
-    from inc_transformer_mt.passes.gather_nd import gather_nd_to_gather
+    from inc_transformer_mt.passes import PASS_NAMES, apply_passes
 
+    names = [p.strip() for p in args.passes.split(",") if p.strip()]
+    unknown = [p for p in names if p not in PASS_NAMES]
+    if unknown or not names:
+        raise UserError(f"--passes: unknown pass {unknown[0] if unknown else '(none)'!r}; known: {', '.join(PASS_NAMES)}")
     model = resolve_model(args.model)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: output directory is not empty")
     graph = load_graph_def(model.graph_path)
-    new, report = gather_nd_to_gather(graph)
-    result: dict[str, Any] = {"model": str(model.graph_path), "passes": [report.to_dict()],
+    new, reports = apply_passes(graph, names)
+    result: dict[str, Any] = {"model": str(model.graph_path), "passes": reports,
                               "census_before": op_census(graph).to_dict()["ops"],
                               "census_after": op_census(new).to_dict()["ops"]}
     if args.check_split:
@@ -379,14 +422,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     atomic_write(out / "model.pb.gz", new.SerializeToString(deterministic=True), gzip_level=6)
     meta = json.loads((model.graph_path.parent / "model.json").read_text()) if (
         model.graph_path.parent / "model.json").is_file() else model.meta.to_dict()
-    meta["model"] = {**(meta.get("model") or {}), "graph": "model.pb.gz", "passes": ["gather_nd_to_gather"]}
+    meta["model"] = {**(meta.get("model") or {}), "graph": "model.pb.gz",
+                     "passes": [*(meta.get("model") or {}).get("passes", []), *names]}
     atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
     if model.tokenizer_path and Path(model.tokenizer_path).is_file():
         shutil.copyfile(model.tokenizer_path, out / "spm.model")
     atomic_write(out / "passes.json", json.dumps(result, indent=2) + "\n")
-    print(f"{report.name}: {len(report.rewritten)} GatherNd rewritten, {len(report.skipped)} left"
-          + (f"; {args.check_split}: translations identical on {result['check']['sentences']} sentences"
-             if args.check_split else ""))
+    for r in reports:
+        print(f"{r['pass']}: {r['rewritten']} rewritten, {len(r['skipped'])} left alone")
+    if args.check_split:
+        print(f"{args.check_split}: translations identical on {result['check']['sentences']} sentences")
+    print(f"file size: {model.graph_path.stat().st_size / 2**20:.1f} MiB -> "
+          f"{(out / 'model.pb.gz').stat().st_size / 2**20:.1f} MiB")
     print(f"written: {out}")
     return 0
 
@@ -502,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-sentences", type=int, default=100, help="batch-1 latency sentences (default 100; 0: skip)")
     p.add_argument("--runtimes", default="itex,stock", help="TensorFlow runtimes to try (default itex,stock)")
     p.add_argument("--streams", default="1,2", help="parallel stream counts to try (default 1,2)")
-    p.add_argument("--batch-sentences", default="8,32,128", help="batch sizes (sentences) to try (default 8,32,128)")
+    p.add_argument("--batch-sentences", default="4,8,32", help="batch sizes (sentences) to try (default 4,8,32)")
     p.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default 4096)")
     p.add_argument("--out", default="out/benchmark", help="output directory (default out/benchmark)")
     p.add_argument("--no-plot", action="store_true", help="no PNG")
@@ -511,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optimize", help="apply graph passes (GatherNd -> flattened Gather) to a model directory")
     p.add_argument("model", help="model directory or graph")
     p.add_argument("--out", required=True, help="output model directory (must be empty or new)")
+    p.add_argument("--passes", default="gather_nd_to_gather",
+                   help="comma-separated passes, run in order (known: gather_nd_to_gather; the default)")
     p.add_argument("--check-split", help="Multi30k split on which translations must stay token-identical")
     p.set_defaults(func=cmd_optimize)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "RECIPE_VERSION",
+    "RuntimeSpec",
     "CalibrationSpec",
     "CriterionSpec",
     "DataSpec",
@@ -194,6 +195,27 @@ class OutputsSpec(_Strict):
     )
 
 
+class RuntimeSpec(_Strict):
+    """How the tuned model is meant to run: written into its model.json, used by translate/evaluate/benchmark
+    unless the command line says otherwise."""
+
+    runtime: Literal["itex", "stock"] = Field(
+        "itex", description="TensorFlow with ITEX, or stock TensorFlow (ITEX QDQ graphs need itex)")
+    streams: int = Field(1, ge=1, description="parallel streams, each a process pinned to its own cores")
+    threads_per_stream: int = Field(0, ge=0, description="intra-op threads per stream (0: the stream's cores)")
+    max_tokens: int = Field(4096, gt=0, description="padded source tokens per batch")
+    max_sentences: int = Field(8, gt=0, description="sentences per batch (sorted by length, packed by token budget)")
+
+    @field_validator("runtime")
+    @classmethod
+    def _int8_needs_itex(cls, value: str) -> str:
+        if value == "stock":
+            raise ValueError("stock TensorFlow 2.15 cannot run INC's INT8 graphs of either backend (QDQ graphs need "
+                             "ITEX; the default backend's in-loop quantized MatMuls fail without ITEX's kernels); "
+                             "use itex")
+        return value
+
+
 class Recipe(_Strict):
     """A complete tuning recipe."""
 
@@ -204,5 +226,9 @@ class Recipe(_Strict):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     backend: Literal["itex", "default"] = Field("itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
+    passes: list[Literal["gather_nd_to_gather"]] = Field(
+        default_factory=list, description="graph passes run after tuning, in order; BLEU is measured again after "
+        "them and the model is kept without them if the criterion no longer holds")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
 

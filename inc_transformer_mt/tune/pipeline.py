@@ -391,6 +391,25 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
             "matmul_precision": prec, "matmul_census": mm_census, "precision_census": precision_census,
             "op_census": census,
             "ranges_replaced": replaced, "enter_fixes": enter_fixes}
+        if best is not None and recipe.passes:
+            # post-tuning graph passes: BLEU measured again; kept only if the criterion still holds
+            t = time.perf_counter()
+            from inc_transformer_mt.passes import apply_passes
+
+            p_gd, pass_reports = apply_passes(q_gd, recipe.passes)
+            after = evaluate(p_gd)
+            drop_after = baseline - after
+            accepted = outcome.criterion.passes(baseline, after)
+            report["passes"] = {"names": list(recipe.passes), "reports": pass_reports,
+                                "tuning_bleu_before": round(chosen.bleu, 2), "tuning_bleu_after": round(after, 2),
+                                "drop_after": round(drop_after, 2), "accepted": accepted}
+            log(f"passes {', '.join(recipe.passes)}: tuning BLEU {chosen.bleu:.2f} -> {after:.2f} "
+                f"({'kept' if accepted else 'rejected: criterion no longer holds, model written without them'})")
+            if accepted:
+                q_gd = p_gd
+                report["int8"].update(tuning_bleu=round(after, 2), drop=round(drop_after, 2),
+                                      op_census=op_census(q_gd).to_dict())
+            walls["passes_s"] = time.perf_counter() - t
         if held is not None:
             # scored for information; a failing model's held-out score does not make it pass
             t = time.perf_counter()
@@ -417,8 +436,10 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
             atomic_write(staging / q_name, q_gd.SerializeToString(deterministic=True), gzip_level=6)
             meta = model.meta.to_dict()
             meta["tokenizer"] = "spm.model" if model.tokenizer_path else None
+            applied = list(recipe.passes) if report.get("passes", {}).get("accepted") else []
             meta["model"] = {**(meta.get("model") or {}), "graph": q_name, "quantized": "int8",
-                             "backend": recipe.backend, "source_sha256": _sha256(graph_bytes)}
+                             "backend": recipe.backend, "source_sha256": _sha256(graph_bytes),
+                             "passes": applied, "runtime": recipe.runtime.model_dump()}
             atomic_write(staging / "model.json", json.dumps(meta, indent=2) + "\n")
             if model.tokenizer_path:
                 atomic_write(staging / "spm.model", Path(model.tokenizer_path).read_bytes())
@@ -476,6 +497,13 @@ def render_markdown(r: dict[str, Any]) -> str:
         h = r["heldout"]
         lines.append(f"| held-out ({h['sentences']}) | {h['fp32_bleu']:.2f} | {h['int8_bleu']:.2f} | {h['drop']:+.2f} |")
     lines.append("")
+    if r.get("passes"):
+        ps = r["passes"]
+        lines += [f"Graph passes {', '.join(ps['names'])}: tuning BLEU {ps['tuning_bleu_before']:.2f} before, "
+                  f"{ps['tuning_bleu_after']:.2f} after (drop {ps['drop_after']:+.2f}); "
+                  + ("kept." if ps["accepted"] else "**rejected** (criterion no longer holds): model written without them.")]
+        lines += [f"- {p['pass']}: {p['rewritten']} rewritten, {len(p['skipped'])} left alone" for p in ps["reports"]]
+        lines.append("")
     if i8:
         lines += [f"INT8 MatMuls: {i8['matmuls_int8']} of {i8['matmuls_total']} "
                   f"({i8['matmul_flops_int8_share']:.1%} of MatMul FLOPs); KL/min-max ranges frozen: "

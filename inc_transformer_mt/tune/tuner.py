@@ -32,6 +32,9 @@ class Criterion:
     def allowed_drop(self, baseline: float) -> float:
         return self.max_drop if self.type == "absolute" else self.max_drop * baseline
 
+    def passes(self, baseline: float, score: float) -> bool:
+        return baseline - score <= self.allowed_drop(baseline) + 1e-9
+
     def describe(self, baseline: float) -> str:
         if self.type == "absolute":
             return f"BLEU drop <= {self.max_drop:g} points"
