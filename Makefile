@@ -30,7 +30,7 @@ model: $(STAMP)
 	$(BIN)/python -m inc_transformer_mt.model.train --workdir work/train --time-budget-min 60
 	$(BIN)/python -m inc_transformer_mt.model.export --workdir work/train --out inc_transformer_mt/reference
 
-# The committed tuned INT8 reference model (default backend: runs on stock TensorFlow) and its manifest,
+# The committed tuned INT8 reference model (default backend; runs with ITEX's kernels) and its manifest,
 # re-baselined on the first 200 test sentences that CI checks. Re-run deliberately, then review and commit.
 tuned-model: $(STAMP)
 	$(BIN)/inc-mt tune recipes/reference_kl.yaml --set backend=default \

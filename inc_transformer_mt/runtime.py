@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Literal
 
-__all__ = ["RUNTIMES", "Runtime", "import_tensorflow", "itex_loaded"]
+__all__ = ["RUNTIMES", "Runtime", "import_tensorflow", "itex_cpu_build", "itex_loaded"]
 
 Runtime = Literal["itex", "stock"]
 RUNTIMES: tuple[str, ...] = ("itex", "stock")
@@ -55,3 +55,18 @@ def itex_loaded() -> bool:
     from tensorflow.python.framework import op_def_registry
 
     return op_def_registry.get("_ITEXFusedMatMul") is not None
+
+
+def itex_cpu_build() -> str | None:
+    """Which of ITEX's CPU builds this process loaded ('avx512', 'avx2', ...), from its memory map; None if none.
+
+    ITEX picks the build by the CPU's features at import; on a CPU without AVX-512 it runs its AVX2 build.
+    """
+    import re
+
+    try:
+        maps = open("/proc/self/maps").read()
+    except OSError:
+        return None
+    found = re.search(r"libitex_cpu_internal_(\w+)\.so", maps)
+    return found.group(1) if found else None

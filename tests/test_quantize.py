@@ -112,6 +112,11 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
         assert [mm for mm, v in prec.items() if v == "fp32"] == [kept_fp32]
     else:  # the default backend leaves the in-loop FFN-1 (MatMul+BiasAdd+Relu) and the logits MatMul FP32
         assert len(in_loop_int8) >= 15
+    # the benchmark's count of INT8 MatMuls (no list of FP32 MatMul names needed) agrees
+    from inc_transformer_mt.tune.pipeline import int8_matmul_count
+
+    assert int8_matmul_count(q) == (sum(v == "int8" for v in prec.values()), len(prec))
+    assert int8_matmul_count(tiny_graph) == (0, len(prec))
     if backend == "default":
         assert res.enter_fixes > 0
         assert not [n for n in q.node if n.op == "Enter" and n.attr["T"].type in (11, 12, 13)]

@@ -155,7 +155,7 @@ def machine_info() -> dict[str, str | int | float | bool]:
                 info["cpu_vendor"] = line.split(":", 1)[1].strip()
             if line.startswith("flags") and "avx512_vnni" not in info:
                 flags = set(line.split(":", 1)[1].split())
-                for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"):
+                for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"):
                     info[f] = f in flags
         mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
         info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
@@ -218,6 +218,7 @@ def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references
     facts: dict[str, dict] = {}
     search: dict[str, list[SearchPoint]] = {m.label: [] for m in models}
     skipped: dict[str, list[str]] = {m.label: [] for m in models}
+    itex_build = "not loaded"
     for m in models:
         for runtime in grid.runtimes:
             if runtime == "stock" and facts.get(m.label, {}).get("graph_format") == "qdq":
@@ -228,6 +229,8 @@ def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references
                 try:
                     with StreamPool(m.model, spec) as pool:
                         facts.setdefault(m.label, pool.workers[0])
+                        if pool.workers[0].get("itex_build"):
+                            itex_build = pool.workers[0]["itex_build"]
                         if runtime == "stock" and pool.workers[0]["graph_format"] == "qdq":
                             skipped[m.label].append("stock: QDQ graph (stock TensorFlow would run its Q/DQ in FP32)")
                             _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow", log)
@@ -357,7 +360,7 @@ def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references
             speedup=top.speedup_vs_best_fp32 if top else None, bleu_drop=top.bleu_drop_vs_fp32 if top else None)
     return BenchmarkReport(
         tool_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=command,
-        machine=machine_info(), dataset=dataset,
+        machine={**machine_info(), "itex_cpu_build": itex_build}, dataset=dataset,
         options={"reps": reps, "search_sentences": min(search_sentences, len(sources)),
                  "latency_sentences": min(latency_sentences, len(sources)), "runtimes": list(grid.runtimes),
                  "streams": list(streams_grid), "batch_sentences": list(grid.batch_sentences),
@@ -375,10 +378,12 @@ def render_markdown(report: BenchmarkReport, plot_name: str | None = None) -> st
     ds = report.dataset
     lines = ["# Benchmark", ""]
     cpu = f"{mc.get('cpu_vendor', '?')} {mc.get('cpu_model', '?')}"
-    flags = ", ".join(f for f in ("avx512_vnni", "avx512_bf16", "amx_int8") if mc.get(f))
-    lines.append(f"Machine: {cpu}, {mc.get('cores_usable')} usable cores, {mc.get('memory_gib')} GiB; flags: "
-                 f"{flags or 'none of VNNI/BF16/AMX'}. TensorFlow {mc.get('tensorflow')}, ITEX "
-                 f"{mc.get('intel-extension-for-tensorflow')}, INC {mc.get('neural-compressor')}.")
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if mc.get(f)]
+    missing = [f for f in ("avx512f", "avx512_vnni", "amx_int8") if f in mc and not mc.get(f)]
+    lines.append(f"Machine: {cpu}, {mc.get('cores_usable')} usable cores, {mc.get('memory_gib')} GiB; ISA: "
+                 f"{', '.join(isa) or '?'}" + (f" (no {', '.join(missing)})" if missing else "")
+                 + f". TensorFlow {mc.get('tensorflow')}, ITEX {mc.get('intel-extension-for-tensorflow')} "
+                 f"(CPU build loaded: {mc.get('itex_cpu_build')}), INC {mc.get('neural-compressor')}.")
     lines.append(f"Data: {ds.get('name')} ({ds.get('sentences')} sentences), beam {ds.get('beam_size')}. "
                  f"Throughput: median of {report.options['reps']} timed passes per configuration, alternating, after "
                  f"a warm-up pass; each model's best setting per runtime from a search on the first "

@@ -290,10 +290,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             raise UserError("--limit must be positive")
         sentences = sentences[: args.limit]
     profiles = []
-    for spec in args.models:
-        label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-        with Translator(resolve_model(path)) as tr:
-            profiles.append(profile_translation(tr, sentences, label or Path(path).name,
+    for label, path in _model_specs(args.models):
+        with Translator(resolve_model(path), intra_threads=args.threads, inter_threads=args.threads) as tr:
+            profiles.append(profile_translation(tr, sentences, label,
                                                 max_tokens=args.max_tokens, max_sentences=args.max_sentences))
     header = (f"Per-op time on {name}, {len(sentences)} sentences, beam search as exported; "
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs. Share of summed op time "
@@ -528,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N sentences")
     p.add_argument("--max-tokens", type=int, default=4096)
     p.add_argument("--max-sentences", type=int, default=128)
+    p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's default)")
     p.add_argument("--md", help="also write the markdown table to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_profile)
@@ -555,11 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="no PNG")
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("optimize", help="apply graph passes (GatherNd -> flattened Gather) to a model directory")
+    p = sub.add_parser("optimize", help="apply graph passes (GatherNd -> flattened Gather, redundant QuantizeV2 "
+                       "removal) to a model directory")
     p.add_argument("model", help="model directory or graph")
     p.add_argument("--out", required=True, help="output model directory (must be empty or new)")
     p.add_argument("--passes", default="gather_nd_to_gather",
-                   help="comma-separated passes, run in order (known: gather_nd_to_gather; the default)")
+                   help="comma-separated passes, run in order: gather_nd_to_gather (the default), dedupe_quantize")
     p.add_argument("--check-split", help="Multi30k split on which translations must stay token-identical")
     p.set_defaults(func=cmd_optimize)
 

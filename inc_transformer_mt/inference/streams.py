@@ -117,7 +117,7 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
         os.environ["OMP_NUM_THREADS"] = str(threads)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ITEX_CPP_MIN_LOG_LEVEL", "2")
-        from inc_transformer_mt.runtime import import_tensorflow, itex_loaded
+        from inc_transformer_mt.runtime import import_tensorflow, itex_cpu_build, itex_loaded
 
         import_tensorflow(runtime)  # type: ignore[arg-type]
         from inc_transformer_mt.inference.translate import Translator
@@ -128,7 +128,8 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
 
         translator = Translator(model, intra_threads=threads, inter_threads=threads)
         int8, matmuls = int8_matmul_count(translator.graph_def)
-        results.put(("ready", index, {"pid": os.getpid(), "itex": itex_loaded(), "cores": cpus,
+        results.put(("ready", index, {"pid": os.getpid(), "itex": itex_loaded(), "itex_build": itex_cpu_build(),
+                                      "cores": cpus,
                                       "threads": threads, "graph_format": graph_format(translator.graph_def),
                                       "int8_matmuls": int8, "matmuls": matmuls}))
     except UserError as exc:

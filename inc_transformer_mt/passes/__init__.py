@@ -14,6 +14,7 @@ __all__ = ["PASS_NAMES", "apply_passes", "get_pass"]
 #: name -> (module, function); imported lazily (the passes import TensorFlow)
 _REGISTRY = {
     "gather_nd_to_gather": ("inc_transformer_mt.passes.gather_nd", "gather_nd_to_gather"),
+    "dedupe_quantize": ("inc_transformer_mt.passes.dedupe_quantize", "dedupe_quantize"),
 }
 PASS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

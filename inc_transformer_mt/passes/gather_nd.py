@@ -26,10 +26,12 @@ class PassReport:
     skipped: dict[str, str] = field(default_factory=dict)
     added_nodes: int = 0
     replaced_by_identity: int = 0
+    removed_nodes: int = 0
 
     def to_dict(self) -> dict:
         return {"pass": self.name, "rewritten": len(self.rewritten), "skipped": self.skipped,
-                "added_nodes": self.added_nodes, "replaced_by_identity": self.replaced_by_identity}
+                "added_nodes": self.added_nodes, "replaced_by_identity": self.replaced_by_identity,
+                "removed_nodes": self.removed_nodes}
 
 
 def gather_nd_to_gather(graph_def):

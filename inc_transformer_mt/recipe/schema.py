@@ -226,7 +226,7 @@ class Recipe(_Strict):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     backend: Literal["itex", "default"] = Field("itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
-    passes: list[Literal["gather_nd_to_gather"]] = Field(
+    passes: list[Literal["gather_nd_to_gather", "dedupe_quantize"]] = Field(
         default_factory=list, description="graph passes run after tuning, in order; BLEU is measured again after "
         "them and the model is kept without them if the criterion no longer holds")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
