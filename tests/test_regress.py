@@ -177,3 +177,39 @@ def test_committed_tuned_reference_model_passes_its_manifest(capsys):
     code, result = _regress(COMMITTED, "--limit", "200", capsys=capsys)
     assert code == 0, json.dumps(result, indent=2)
     assert result["data"]["size"] == 200
+
+
+def test_int8_bleu_is_compared_per_cpu_class(tuned_tiny, tmp_path, capsys):
+    """INT8 kernels differ by CPU class: a value recorded on another class is not compared; drop still is."""
+    from inc_transformer_mt.runtime import isa_class
+
+    here = isa_class()
+    other = "amx_int8" if here != "amx_int8" else "avx2"
+    model = _copy(tuned_tiny, tmp_path / "isa")
+    manifest = json.loads((model / "manifest.json").read_text())
+    first = manifest["evaluations"][0]
+    assert first["isa"] == here and first["int8_bleu_by_isa"] == {here: first["int8_bleu"]}
+    for e in manifest["evaluations"]:  # as if recorded on another CPU class, with a far-off value
+        e.update(isa=other, int8_bleu=e["int8_bleu"] - 20, int8_bleu_by_isa={other: e["int8_bleu"] - 20})
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    code, result = _regress(model, capsys=capsys)
+    checks = {c["name"]: c for c in result["checks"]}
+    assert code == 0 and checks["int8_bleu"]["status"] == "skipped" and here in checks["int8_bleu"]["detail"]
+    assert checks["drop_vs_fp32"]["status"] == "pass" and result["data"]["cpu_isa_class"] == here
+    # recording this class keeps the other class's value (same graph) and compares from then on
+    assert main(["regress", str(model), "--rebaseline"]) == 0
+    capsys.readouterr()
+    first = json.loads((model / "manifest.json").read_text())["evaluations"][0]
+    assert set(first["int8_bleu_by_isa"]) == {here, other} and first["isa"] == here
+    code, result = _regress(model, capsys=capsys)
+    assert code == 0 and {c["name"]: c for c in result["checks"]}["int8_bleu"]["status"] == "pass"
+
+
+@pytest.mark.unit
+def test_isa_class_order():
+    from inc_transformer_mt.runtime import isa_class
+
+    assert isa_class({"avx2", "avx512f", "avx512_vnni", "amx_int8"}) == "amx_int8"
+    assert isa_class({"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"
+    assert isa_class({"avx2", "fma"}) == "avx2"
+    assert isa_class({"sse4_2"}) == "baseline"

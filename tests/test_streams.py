@@ -30,7 +30,8 @@ def test_schedule_gives_each_job_to_the_first_free_stream():
 
 def _random_sentences(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    words = "a man in a red shirt is riding a bike down the street two dogs play on the grass".split()
+    words = ["a", "man", "in", "a", "red", "shirt", "is", "riding", "a", "bike", "down", "the", "street", "two", "dogs",
+             "play", "on", "the", "grass"]
     return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(n)]
 
 

@@ -28,7 +28,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -359,7 +359,7 @@ def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references
             best_int8_sentences_per_s=top.best.sentences_per_s if top and top.best else None,
             speedup=top.speedup_vs_best_fp32 if top else None, bleu_drop=top.bleu_drop_vs_fp32 if top else None)
     return BenchmarkReport(
-        tool_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=command,
+        tool_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds"), command=command,
         machine={**machine_info(), "itex_cpu_build": itex_build}, dataset=dataset,
         options={"reps": reps, "search_sentences": min(search_sentences, len(sources)),
                  "latency_sentences": min(latency_sentences, len(sources)), "runtimes": list(grid.runtimes),
@@ -399,8 +399,8 @@ def render_markdown(report: BenchmarkReport, plot_name: str | None = None) -> st
             lines.append(f"Best FP32: {h.best_fp32}, {h.best_fp32_sentences_per_s:.2f} sent/s (no INT8 model given).")
         lines.append("")
     lines += ["## Throughput (best setting of each runtime)", "",
-              "| model | INT8 MatMuls | file | setting | sent/s (median) | runs | tokens/s | vs best FP32 | "
-              "peak RSS | BLEU | stable |",
+              ("| model | INT8 MatMuls | file | setting | sent/s (median) | runs | tokens/s | vs best FP32 | "
+               "peak RSS | BLEU | stable |"),
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     best_fp32 = h.best_fp32_sentences_per_s if h else None
     for r in report.models:

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "RECIPE_VERSION",
-    "RuntimeSpec",
     "CalibrationSpec",
     "CriterionSpec",
     "DataSpec",
@@ -22,6 +21,7 @@ __all__ = [
     "QuantRule",
     "QuantizationSpec",
     "Recipe",
+    "RuntimeSpec",
     "SplitSpec",
     "TuningSpec",
 ]

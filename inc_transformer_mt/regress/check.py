@@ -135,6 +135,7 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
     from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.metrics.bleu import score as bleu_score
     from inc_transformer_mt.model.graph import resolve_model
+    from inc_transformer_mt.runtime import isa_class
     from inc_transformer_mt.tune.pipeline import matmul_precision
 
     t0 = time.perf_counter()
@@ -192,11 +193,21 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
         raise UserError(f"{manifest_path}: no BLEU recorded for {data.split or data.source} sentences "
                         f"{data.start}-{data.start + data.size}; record it deliberately with "
                         f"`inc-mt regress {model_dir} --rebaseline" + (f" --limit {limit}`" if limit else "`"))
+    isa = isa_class()
+    result.data["cpu_isa_class"] = isa
     if recorded is not None:
         tol = manifest.tolerances.bleu
-        diff = int8_b.score - recorded.int8_bleu
-        checks.append(Check("int8_bleu", "pass" if abs(diff) <= tol + 1e-9 else "fail", round(int8_b.score, 2),
-                            f"{recorded.int8_bleu:.2f} ± {tol:g}", f"difference {diff:+.2f}"))
+        expected = recorded.int8_expected(isa)
+        if expected is None:
+            known = sorted({*recorded.int8_bleu_by_isa, *([recorded.isa] if recorded.isa else [])})
+            checks.append(Check("int8_bleu", "skipped", round(int8_b.score, 2), None,
+                                f"no INT8 BLEU recorded for CPU class {isa} (recorded: {', '.join(known)}); INT8 "
+                                f"kernels differ by CPU class, so the drop check below guards quality here; record "
+                                f"this class with --rebaseline"))
+        else:
+            diff = int8_b.score - expected
+            checks.append(Check("int8_bleu", "pass" if abs(diff) <= tol + 1e-9 else "fail", round(int8_b.score, 2),
+                                f"{expected:.2f} ± {tol:g}", f"difference {diff:+.2f} (CPU class {isa})"))
     allowed = manifest.allowed_drop(fp32_b.score)
     checks.append(Check("drop_vs_fp32", "pass" if drop <= allowed + 1e-9 else "fail", round(drop, 2),
                         f"<= {allowed:g}", f"FP32 {fp32_b.score:.2f}, INT8 {int8_b.score:.2f}"))
@@ -220,8 +231,17 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
 
     if rebaseline:
         evals = [e for e in manifest.evaluations if e.data.key() != data.key()]
+        # values of other CPU classes stay valid only for the same graph, BLEU definition and FP32 reference
+        same = (digest == manifest.model.sha256 and fp32_digest == manifest.model.fp32_sha256 and sig_ok
+                and recorded is not None)
+        others = {}
+        if same:
+            others = dict(recorded.int8_bleu_by_isa)
+            if recorded.isa is not None:
+                others.setdefault(recorded.isa, recorded.int8_bleu)
         new_eval = Evaluation(data=data, fp32_bleu=round(fp32_b.score, 2), int8_bleu=round(int8_b.score, 2),
-                              signature=int8_b.signature)
+                              signature=int8_b.signature, isa=isa,
+                              int8_bleu_by_isa={**others, isa: round(int8_b.score, 2)})
         if data.key() == manifest.evaluations[0].data.key():
             evals.insert(0, new_eval)
         else:

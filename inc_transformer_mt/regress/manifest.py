@@ -55,8 +55,21 @@ class EvalSet(_Strict):
 class Evaluation(_Strict):
     data: EvalSet
     fp32_bleu: float
-    int8_bleu: float
+    int8_bleu: float = Field(description="INT8 BLEU on the CPU class ``isa`` (the first one recorded)")
     signature: str
+    isa: str | None = Field(None, description="CPU class int8_bleu was recorded on (None: older manifests, "
+                            "compared on any CPU)")
+    int8_bleu_by_isa: dict[str, float] = Field(
+        default_factory=dict, description="INT8 BLEU per CPU class (INT8 kernels differ between AVX2, "
+        "AVX512-VNNI and AMX, and so do the outputs); each class is compared only with its own value")
+
+    def int8_expected(self, isa: str) -> float | None:
+        """The INT8 BLEU recorded for CPU class ``isa``, or None when none was recorded for it."""
+        if isa in self.int8_bleu_by_isa:
+            return self.int8_bleu_by_isa[isa]
+        if self.isa is None or self.isa == isa:
+            return self.int8_bleu
+        return None
 
 
 class Speed(_Strict):

@@ -466,13 +466,19 @@ def _manifest(report, recipe: Recipe, recipe_path: Path, graph: Path, fp32_graph
         return EvalSet(split=spec.split, source=rel(spec.source), reference=rel(spec.reference),
                        src_lang=recipe.data.src_lang, tgt_lang=recipe.data.tgt_lang, start=spec.start, size=spec.size)
 
+    from inc_transformer_mt.runtime import isa_class
+
+    isa = isa_class()
+
+    def evaluation(spec: SplitSpec, fp32_bleu: float, int8_bleu: float) -> Evaluation:
+        return Evaluation(data=eval_set(spec), fp32_bleu=fp32_bleu, int8_bleu=int8_bleu,
+                          signature=report["signature"], isa=isa, int8_bleu_by_isa={isa: int8_bleu})
+
     evaluations = []
     if report.get("heldout"):
         h = report["heldout"]
-        evaluations.append(Evaluation(data=eval_set(recipe.data.heldout), fp32_bleu=h["fp32_bleu"],
-                                      int8_bleu=h["int8_bleu"], signature=report["signature"]))
-    evaluations.append(Evaluation(data=eval_set(recipe.data.tuning), fp32_bleu=report["fp32"]["tuning_bleu"],
-                                  int8_bleu=report["int8"]["tuning_bleu"], signature=report["signature"]))
+        evaluations.append(evaluation(recipe.data.heldout, h["fp32_bleu"], h["int8_bleu"]))
+    evaluations.append(evaluation(recipe.data.tuning, report["fp32"]["tuning_bleu"], report["int8"]["tuning_bleu"]))
     manifest = manifest_from_report(report, out_dir, graph, fp32_graph, _sha256(recipe_path.read_bytes()),
                                     evaluations)
     manifest.model.graph = graph.name
