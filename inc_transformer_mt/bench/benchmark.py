@@ -161,13 +161,9 @@ def machine_info() -> dict[str, str | int | float | bool]:
         info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
     except (OSError, IndexError, ValueError):
         pass
-    from importlib.metadata import PackageNotFoundError, version
+    from inc_transformer_mt.tune.pipeline import library_versions
 
-    for dist in ("tensorflow", "intel-extension-for-tensorflow", "neural-compressor", "sacrebleu"):
-        try:
-            info[dist] = version(dist)
-        except PackageNotFoundError:
-            info[dist] = "not installed"
+    info.update(library_versions())
     return info
 
 

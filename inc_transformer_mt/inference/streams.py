@@ -27,6 +27,7 @@ import numpy as np
 from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
 from inc_transformer_mt.data.tokenizer import Tokenizer
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.inference.translate import TranslationStats, encode_checked
 from inc_transformer_mt.model.graph import ResolvedModel
 
 __all__ = ["RunStats", "StreamPool", "StreamSpec", "plan_cores", "schedule"]
@@ -47,18 +48,11 @@ class StreamSpec:
     max_sentences: int = 128
     cores: tuple[int, ...] | None = None
 
-    def label(self) -> str:
-        threads = f"x{self.threads}t" if self.threads else ""
-        return f"{self.runtime} {self.streams}s{threads} b{self.max_sentences}/{self.max_tokens}"
-
 
 @dataclass
-class RunStats:
-    sentences: int = 0
-    batches: int = 0
-    source_tokens: int = 0
-    output_tokens: int = 0
-    seconds: float = 0.0  # wall time from the first batch handed out to the last output received
+class RunStats(TranslationStats):
+    """TranslationStats of a pool (``seconds``: first batch handed out to last output received)."""
+
     per_stream_batches: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,8 +236,6 @@ class StreamPool:
         return sum(_peak_rss(p.pid) for p in self._procs if p.pid is not None)
 
     def encode(self, sentences: Sequence[str], source_name: str = "input") -> list[list[int]]:
-        from inc_transformer_mt.inference.translate import encode_checked
-
         return encode_checked(self.tokenizer, sentences, self.model.meta.max_source_tokens, source_name)
 
     def run_ids(self, ids: Sequence[Sequence[int]], stats: RunStats | None = None, *, max_tokens: int | None = None,

@@ -136,7 +136,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"inc_transformer_mt": __version__, "python": platform.python_version()}
@@ -214,7 +214,7 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
     # --- FP32 baseline (cached)
     t = time.perf_counter()
     key = _sha256(graph_bytes + json.dumps([model.meta.to_dict(), tune_src, tune_ref, d.max_tokens,
-                                             d.max_sentences, _versions()]).encode())
+                                             d.max_sentences, library_versions()]).encode())
     cache_file = _cache_dir() / "baseline" / f"{key}.json"
     cached = None
     if cache_file.is_file():
@@ -363,7 +363,7 @@ def run_tune(recipe_path: str | Path, overrides: list[str] | None = None, *,
                             "kept_fraction": round((r[1] - r[0]) / (hi - lo), 4) if hi > lo else 1.0}
                        for t_, (lo, hi, r) in sorted(clipped.items())},
         },
-        "versions": _versions(),
+        "versions": library_versions(),
         "machine": _machine(),
     }
     best = outcome.best
