@@ -1,4 +1,4 @@
-"""Parallel pinned streams: outputs in input order, same as one in-process session; core plans; dispatch model."""
+"""Parallel pinned streams: outputs in input order, same as one in-process session; core plans."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.inference.streams import available_cores, plan_cores, schedule
+from inc_transformer_mt.inference.streams import available_cores, plan_cores
 
 
 @pytest.mark.unit
@@ -19,13 +19,6 @@ def test_plan_cores_splits_contiguously_and_defaults_threads():
         plan_cores([0, 1], 3)
     with pytest.raises(UserError, match="at least 1"):
         plan_cores([0, 1], 0)
-
-
-@pytest.mark.unit
-def test_schedule_gives_each_job_to_the_first_free_stream():
-    # longest first: the two long jobs go to different streams, short ones fill in behind the shorter
-    assert schedule([5, 4, 1, 1, 1], 2) == [0, 1, 1, 0, 1]  # after job 3 both are free at 5: tie to 0
-    assert schedule([1, 1, 1], 1) == [0, 0, 0]
 
 
 def _random_sentences(n: int, seed: int) -> list[str]:

@@ -18,7 +18,7 @@ import os
 import queue
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.inference.translate import TranslationStats, encode_checked
 from inc_transformer_mt.model.graph import ResolvedModel
 
-__all__ = ["RunStats", "StreamPool", "StreamSpec", "plan_cores", "schedule"]
+__all__ = ["RunStats", "StreamPool", "StreamSpec", "available_cores", "plan_cores"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ class RunStats(TranslationStats):
     """TranslationStats of a pool (``seconds``: first batch handed out to last output received)."""
 
     per_stream_batches: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def available_cores() -> list[int]:
@@ -87,21 +84,6 @@ def plan_cores(cores: Sequence[int], streams: int, threads: int = 0) -> list[tup
     return plan
 
 
-def schedule(durations: Sequence[float], streams: int) -> list[int]:
-    """Which stream takes each job when ``streams`` workers pull jobs in order from one queue.
-
-    A model of the pool's dispatch, used by tests and to explain imbalance: the next job goes to the
-    stream that becomes free first (ties to the lowest index).
-    """
-    free_at = [0.0] * streams
-    owner = []
-    for d in durations:
-        s = min(range(streams), key=lambda i: (free_at[i], i))
-        owner.append(s)
-        free_at[s] += d
-    return owner
-
-
 def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: str, runtime: str,
             cpus: list[int], threads: int, tasks, results) -> None:
     """One stream: pin, import TensorFlow with ``runtime``, load the graph, then run batches until None."""
@@ -113,18 +95,17 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
         os.environ.setdefault("ITEX_CPP_MIN_LOG_LEVEL", "2")
         from inc_transformer_mt.runtime import import_tensorflow, itex_cpu_build, itex_loaded
 
-        import_tensorflow(runtime)  # type: ignore[arg-type]
+        import_tensorflow(runtime)  # type: ignore[arg-type]  # first TensorFlow import of this process
         from inc_transformer_mt.inference.translate import Translator
         from inc_transformer_mt.model.config import GraphMeta
-
-        model = ResolvedModel(Path(graph_path), GraphMeta(**meta), Path(tokenizer_path))
         from inc_transformer_mt.tune.pipeline import graph_format, int8_matmul_count
 
+        model = ResolvedModel(Path(graph_path), GraphMeta(**meta), Path(tokenizer_path))
         translator = Translator(model, intra_threads=threads, inter_threads=threads)
         int8, matmuls = int8_matmul_count(translator.graph_def)
         results.put(("ready", index, {"pid": os.getpid(), "itex": itex_loaded(), "itex_build": itex_cpu_build(),
-                                      "cores": cpus,
-                                      "threads": threads, "graph_format": graph_format(translator.graph_def),
+                                      "cores": cpus, "threads": threads,
+                                      "graph_format": graph_format(translator.graph_def),
                                       "int8_matmuls": int8, "matmuls": matmuls}))
     except UserError as exc:
         results.put(("error", index, str(exc)))
@@ -137,13 +118,10 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
         if task is None:
             return
         job, rows = task
-        start = time.perf_counter()
         try:
-            out = translator.run_batch(rows)
+            results.put(("out", index, (job, translator.run_batch(rows))))
         except UserError as exc:
             results.put(("error", index, str(exc)))
-            continue
-        results.put(("out", index, (job, out, time.perf_counter() - start)))
 
 
 def _peak_rss(pid: int) -> int:
@@ -259,7 +237,7 @@ class StreamPool:
             kind, index, payload = self._get(3600.0)
             if kind == "error":
                 raise UserError(payload)
-            job, out, _seconds = payload
+            job, out = payload
             outputs[job - base] = out
             per_stream[index] += 1
         seconds = time.perf_counter() - start
