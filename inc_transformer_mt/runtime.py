@@ -13,10 +13,11 @@ import os
 import sys
 from typing import Literal
 
-__all__ = ["ISA_CLASSES", "RUNTIMES", "Runtime", "import_tensorflow", "isa_class", "itex_cpu_build", "itex_loaded"]
+from inc_transformer_mt.defaults import RUNTIMES
 
-Runtime = Literal["itex", "stock"]
-RUNTIMES: tuple[str, ...] = ("itex", "stock")
+__all__ = ["RUNTIMES", "Runtime", "import_tensorflow", "itex_cpu_build", "itex_loaded"]
+
+Runtime = Literal[RUNTIMES]  # type: ignore[valid-type]
 
 
 def import_tensorflow(runtime: Runtime = "itex"):
@@ -71,24 +72,3 @@ def itex_cpu_build() -> str | None:
         return None
     found = re.search(r"libitex_cpu_internal_(\w+)\.so", maps)
     return found.group(1) if found else None
-
-
-#: CPU feature classes whose INT8 kernels differ (best first). oneDNN picks its INT8 GEMM by these features,
-#: and the kernels round and saturate differently (AVX2's vpmaddubsw saturates pairwise int16 sums; VNNI
-#: accumulates in int32), so INT8 outputs, and BLEU, can differ between classes while FP32 does not.
-ISA_CLASSES = ("amx_int8", "avx512_vnni", "avx512f", "avx2", "baseline")
-
-
-def isa_class(flags: set[str] | None = None) -> str:
-    """The best of :data:`ISA_CLASSES` this CPU has (from /proc/cpuinfo unless ``flags`` are given)."""
-    if flags is None:
-        flags = set()
-        try:
-            with open("/proc/cpuinfo") as fh:
-                for line in fh:
-                    if line.startswith("flags"):
-                        flags = set(line.split(":", 1)[1].split())
-                        break
-        except OSError:
-            pass
-    return next((c for c in ISA_CLASSES[:-1] if c in flags), "baseline")

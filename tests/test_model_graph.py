@@ -27,7 +27,7 @@ def test_graph_uses_v1_control_flow_and_no_function_library(tiny_graph_def):
 
 
 def test_census_counts_match_architecture(tiny_graph_def):
-    from inc_transformer_mt.model.graph import op_census
+    from inc_transformer_mt.model.analysis import op_census
 
     cfg = tiny_config()
     ops = op_census(tiny_graph_def).to_dict()["ops"]

@@ -37,7 +37,7 @@ def calibration(tiny_graph, batches):
 
 
 def test_calibration_sees_every_decode_step(tiny_graph, calibration, batches):
-    from inc_transformer_mt.model.graph import loop_nodes
+    from inc_transformer_mt.model.analysis import loop_nodes
 
     loop = loop_nodes(tiny_graph)
     stats, mm_input = calibration.stats, calibration.matmul_input
@@ -80,10 +80,10 @@ def _frozen_ranges(graph_def):
 
 @pytest.mark.parametrize("backend", ["itex", "default"])
 def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, calibration, batches, backend, tmp_path):
-    from inc_transformer_mt.model.graph import loop_nodes
+    from inc_transformer_mt.model.analysis import loop_nodes
     from inc_transformer_mt.quant.inc_bridge import inc_quantize
     from inc_transformer_mt.quant.kl import kl_range
-    from inc_transformer_mt.tune.pipeline import matmul_precision
+    from inc_transformer_mt.model.analysis import matmul_precision
 
     tensor_range = {t: kl_range(s, "symmetric") for t, s in calibration.stats.items()}
     ranges = {mm: tensor_range[t] for mm, t in calibration.matmul_input.items()}
@@ -113,7 +113,7 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
     else:  # the default backend leaves the in-loop FFN-1 (MatMul+BiasAdd+Relu) and the logits MatMul FP32
         assert len(in_loop_int8) >= 15
     # the benchmark's count of INT8 MatMuls (no list of FP32 MatMul names needed) agrees
-    from inc_transformer_mt.tune.pipeline import int8_matmul_count
+    from inc_transformer_mt.model.analysis import int8_matmul_count
 
     assert int8_matmul_count(q) == (sum(v == "int8" for v in prec.values()), len(prec))
     assert int8_matmul_count(tiny_graph) == (0, len(prec))

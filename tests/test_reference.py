@@ -72,7 +72,7 @@ def test_graph_scores_equal_the_eager_model_with_the_graph_weights(translator):
 
 
 def test_census_of_the_reference_graph(translator):
-    from inc_transformer_mt.model.graph import op_census
+    from inc_transformer_mt.model.analysis import op_census
 
     census = op_census(translator.graph_def).to_dict()
     assert census["control_flow"].startswith("v1") and not census["has_function_library"]

@@ -181,7 +181,7 @@ def test_committed_tuned_reference_model_passes_its_manifest(capsys):
 
 def test_int8_bleu_is_compared_per_cpu_class(tuned_tiny, tmp_path, capsys):
     """INT8 kernels differ by CPU class: a value recorded on another class is not compared; drop still is."""
-    from inc_transformer_mt.runtime import isa_class
+    from inc_transformer_mt.env import isa_class
 
     here = isa_class()
     other = "amx_int8" if here != "amx_int8" else "avx2"
@@ -207,7 +207,7 @@ def test_int8_bleu_is_compared_per_cpu_class(tuned_tiny, tmp_path, capsys):
 
 @pytest.mark.unit
 def test_isa_class_order():
-    from inc_transformer_mt.runtime import isa_class
+    from inc_transformer_mt.env import isa_class
 
     assert isa_class({"avx2", "avx512f", "avx512_vnni", "amx_int8"}) == "amx_int8"
     assert isa_class({"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"

@@ -23,7 +23,6 @@ Speed is never asserted in tests: this module is exercised for its schema and it
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inc_transformer_mt import __version__
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.inference.streams import RunStats, StreamPool, StreamSpec, available_cores
+from inc_transformer_mt.defaults import (
+    BENCH_BATCH_SENTENCES,
+    BENCH_LATENCY_SENTENCES,
+    BENCH_REPS,
+    BENCH_SEARCH_SENTENCES,
+    BENCH_STREAMS,
+    MAX_TOKENS,
+    RUNTIMES,
+)
+from inc_transformer_mt.env import ISA_FLAGS, available_cores, machine_info
+from inc_transformer_mt.inference.streams import RunStats, StreamPool, StreamSpec
 from inc_transformer_mt.model.graph import ResolvedModel
 
 __all__ = ["BenchmarkReport", "Grid", "ModelArg", "render_markdown", "render_plot", "run_benchmark"]
@@ -49,7 +58,7 @@ class _M(BaseModel):
 
 
 class Setting(_M):
-    runtime: Literal["itex", "stock"]
+    runtime: Literal[RUNTIMES]  # type: ignore[valid-type]
     streams: int = Field(ge=1)
     threads_per_stream: int = Field(ge=1)
     max_sentences: int = Field(ge=1)
@@ -81,7 +90,7 @@ class Throughput(_M):
 
 
 class Latency(_M):
-    runtime: Literal["itex", "stock"]
+    runtime: Literal[RUNTIMES]  # type: ignore[valid-type]
     threads: int
     sentences: int
     p50_ms: float
@@ -136,35 +145,10 @@ class ModelArg:
 
 @dataclass(frozen=True)
 class Grid:
-    runtimes: tuple[str, ...] = ("itex", "stock")
-    streams: tuple[int, ...] = (1, 2)
-    batch_sentences: tuple[int, ...] = (4, 8, 32)
-    max_tokens: int = 4096
-
-
-def machine_info() -> dict[str, str | int | float | bool]:
-    """What the numbers were measured on (CPU model and flags, cores, memory, library versions)."""
-    info: dict[str, str | int | float | bool] = {"platform": platform.platform(), "python": platform.python_version(),
-                                                 "cores_usable": len(available_cores())}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        for line in cpuinfo.splitlines():
-            if line.startswith("model name") and "cpu_model" not in info:
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-            if line.startswith("vendor_id") and "cpu_vendor" not in info:
-                info["cpu_vendor"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and "avx512_vnni" not in info:
-                flags = set(line.split(":", 1)[1].split())
-                for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"):
-                    info[f] = f in flags
-        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
-        info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
-    except (OSError, IndexError, ValueError):
-        pass
-    from inc_transformer_mt.tune.pipeline import library_versions
-
-    info.update(library_versions())
-    return info
+    runtimes: tuple[str, ...] = RUNTIMES
+    streams: tuple[int, ...] = BENCH_STREAMS
+    batch_sentences: tuple[int, ...] = BENCH_BATCH_SENTENCES
+    max_tokens: int = MAX_TOKENS
 
 
 def _median(values: Sequence[float]) -> float:
@@ -191,8 +175,8 @@ def _log(msg: str, log: Callable[[str], None] | None) -> None:
 
 
 def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references: Sequence[str] | None, *,
-                  dataset: dict[str, str | int | None], grid: Grid = Grid(), reps: int = 3,
-                  search_sentences: int = 150, latency_sentences: int = 100, command: str = "",
+                  dataset: dict[str, str | int | None], grid: Grid = Grid(), reps: int = BENCH_REPS,
+                  search_sentences: int = BENCH_SEARCH_SENTENCES, latency_sentences: int = BENCH_LATENCY_SENTENCES, command: str = "",
                   log: Callable[[str], None] | None = print) -> BenchmarkReport:
     """Run the three phases (see the module docstring) and return the report."""
     from inc_transformer_mt.metrics.bleu import score
@@ -374,7 +358,7 @@ def render_markdown(report: BenchmarkReport, plot_name: str | None = None) -> st
     ds = report.dataset
     lines = ["# Benchmark", ""]
     cpu = f"{mc.get('cpu_vendor', '?')} {mc.get('cpu_model', '?')}"
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if mc.get(f)]
+    isa = [f for f in ISA_FLAGS if mc.get(f)]
     missing = [f for f in ("avx512f", "avx512_vnni", "amx_int8") if f in mc and not mc.get(f)]
     lines.append(f"Machine: {cpu}, {mc.get('cores_usable')} usable cores, {mc.get('memory_gib')} GiB; ISA: "
                  f"{', '.join(isa) or '?'}" + (f" (no {', '.join(missing)})" if missing else "")

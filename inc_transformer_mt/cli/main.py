@@ -187,7 +187,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from inc_transformer_mt.model.graph import check_tensor, load_graph_def, op_census, resolve_model
+    from inc_transformer_mt.model.graph import check_tensor, load_graph_def, resolve_model
+    from inc_transformer_mt.model.analysis import op_census
 
     model = resolve_model(args.model, input_tensor=args.input_tensor, output_tensor=args.output_tensor)
     graph_def = load_graph_def(model.graph_path)
@@ -388,7 +389,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     import shutil
 
-    from inc_transformer_mt.model.graph import load_graph_def, op_census, resolve_model
+    from inc_transformer_mt.model.graph import load_graph_def, resolve_model
+
+    from inc_transformer_mt.model.analysis import op_census
     from inc_transformer_mt.passes import PASS_NAMES, apply_passes
 
     names = [p.strip() for p in args.passes.split(",") if p.strip()]

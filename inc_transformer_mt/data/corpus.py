@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from inc_transformer_mt.defaults import MULTI30K_SPLITS
 from inc_transformer_mt.errors import UserError
 
 __all__ = [
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 MULTI30K_ENV = "INC_MT_MULTI30K"
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{name}"
-MULTI30K_SPLITS = ("train", "val", "test_2016_flickr")
 MULTI30K_LANGS = ("en", "de", "fr")
 
 

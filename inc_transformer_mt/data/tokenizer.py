@@ -6,17 +6,27 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.model.config import EOS_ID, PAD_ID, UNK_ID
 
-__all__ = ["Tokenizer", "train_tokenizer"]
+__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "Tokenizer", "train_tokenizer"]
+
+#: the project's id conventions (SentencePiece trained with these); a model.json may name others
+PAD_ID = 0
+EOS_ID = 1
+UNK_ID = 2
 
 
 class Tokenizer:
-    """Thin wrapper over ``sentencepiece.SentencePieceProcessor`` with the project's id conventions."""
+    """Thin wrapper over ``sentencepiece.SentencePieceProcessor``.
 
-    def __init__(self, path: str | Path):
+    Args:
+        path: the SentencePiece model.
+        eos_id / pad_id: the graph's end-of-sentence and padding ids (``model.json``'s ``eos_id``/``pad_id``).
+    """
+
+    def __init__(self, path: str | Path, *, eos_id: int = EOS_ID, pad_id: int = PAD_ID):
         import sentencepiece as spm
 
+        self.eos_id, self.pad_id = eos_id, pad_id
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"{self.path}: tokenizer model not found")
@@ -32,19 +42,19 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Subword ids of one sentence, followed by EOS."""
-        return list(self._sp.EncodeAsIds(text)) + [EOS_ID]
+        return list(self._sp.EncodeAsIds(text)) + [self.eos_id]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [ids + [EOS_ID] for ids in self._sp.EncodeAsIds(list(texts))]
+        return [ids + [self.eos_id] for ids in self._sp.EncodeAsIds(list(texts))]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of one output row: stops at the first EOS, drops padding."""
         out: list[int] = []
         for i in ids:
             i = int(i)
-            if i == EOS_ID:
+            if i == self.eos_id:
                 break
-            if i != PAD_ID:
+            if i != self.pad_id:
                 out.append(i)
         return self._sp.DecodeIds(out)
 

@@ -26,7 +26,9 @@ import numpy as np
 
 from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
 from inc_transformer_mt.data.tokenizer import Tokenizer
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
+from inc_transformer_mt.env import available_cores
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.inference.translate import TranslationStats, encode_checked
 from inc_transformer_mt.model.graph import ResolvedModel
 
@@ -44,8 +46,8 @@ class StreamSpec:
     streams: int = 1
     threads: int = 0
     runtime: str = "itex"
-    max_tokens: int = 4096
-    max_sentences: int = 128
+    max_tokens: int = MAX_TOKENS
+    max_sentences: int = MAX_SENTENCES
     cores: tuple[int, ...] | None = None
 
 
@@ -54,10 +56,6 @@ class RunStats(TranslationStats):
     """TranslationStats of a pool (``seconds``: first batch handed out to last output received)."""
 
     per_stream_batches: list[int] = field(default_factory=list)
-
-
-def available_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
 def plan_cores(cores: Sequence[int], streams: int, threads: int = 0) -> list[tuple[list[int], int]]:
@@ -98,7 +96,7 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
         import_tensorflow(runtime)  # type: ignore[arg-type]  # first TensorFlow import of this process
         from inc_transformer_mt.inference.translate import Translator
         from inc_transformer_mt.model.config import GraphMeta
-        from inc_transformer_mt.tune.pipeline import graph_format, int8_matmul_count
+        from inc_transformer_mt.model.analysis import graph_format, int8_matmul_count
 
         model = ResolvedModel(Path(graph_path), GraphMeta(**meta), Path(tokenizer_path))
         translator = Translator(model, intra_threads=threads, inter_threads=threads)
@@ -108,10 +106,10 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
                                       "graph_format": graph_format(translator.graph_def),
                                       "int8_matmuls": int8, "matmuls": matmuls}))
     except UserError as exc:
-        results.put(("error", index, str(exc)))
+        results.put(("error", index, ("input", str(exc))))
         return
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        results.put(("error", index, f"stream {index} failed to start: {type(exc).__name__}: {exc}"))
+        results.put(("error", index, ("runtime", f"stream {index} failed to start: {type(exc).__name__}: {exc}")))
         return
     while True:
         task = tasks.get()
@@ -121,7 +119,15 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
         try:
             results.put(("out", index, (job, translator.run_batch(rows))))
         except UserError as exc:
-            results.put(("error", index, str(exc)))
+            results.put(("error", index, ("input", str(exc))))
+        except RuntimeFailure as exc:
+            results.put(("error", index, ("runtime", str(exc))))
+
+
+def _raise_worker_error(payload: tuple[str, str]) -> None:
+    """A worker's error, re-raised in the parent as bad input or as a runtime failure."""
+    kind, message = payload
+    raise (UserError if kind == "input" else RuntimeFailure)(message)
 
 
 def _peak_rss(pid: int) -> int:
@@ -144,7 +150,7 @@ class StreamPool:
         if spec.max_tokens < 1 or spec.max_sentences < 1:
             raise UserError("max_tokens and max_sentences must be positive")
         self.model, self.spec = model, spec
-        self.tokenizer = Tokenizer(model.tokenizer_path)
+        self.tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
         self.plan = plan_cores(spec.cores if spec.cores is not None else available_cores(), spec.streams,
                                spec.threads)
         ctx = mp.get_context("spawn")
@@ -165,7 +171,7 @@ class StreamPool:
             while ready < len(self._procs):
                 kind, index, payload = self._get(start_timeout)
                 if kind == "error":
-                    raise UserError(payload)
+                    _raise_worker_error(payload)
                 if kind == "ready":
                     self.workers[index] = payload
                     ready += 1
@@ -174,7 +180,7 @@ class StreamPool:
             raise
         if spec.runtime == "itex" and not all(w["itex"] for w in self.workers):
             self.close()
-            raise UserError("runtime 'itex' asked for, but the ITEX plugin did not load (is "
+            raise RuntimeFailure("runtime 'itex' asked for, but the ITEX plugin did not load (is "
                             "intel-extension-for-tensorflow installed?)")
 
     def _get(self, timeout: float):
@@ -185,10 +191,10 @@ class StreamPool:
             except queue.Empty:
                 dead = [i for i, p in enumerate(self._procs) if not p.is_alive()]
                 if dead:
-                    raise UserError(f"translation stream {dead[0]} exited unexpectedly (exit code "
+                    raise RuntimeFailure(f"translation stream {dead[0]} exited unexpectedly (exit code "
                                     f"{self._procs[dead[0]].exitcode}); out of memory?") from None
                 if time.monotonic() > deadline:
-                    raise UserError(f"translation streams gave no answer in {timeout:.0f} s") from None
+                    raise RuntimeFailure(f"translation streams gave no answer in {timeout:.0f} s") from None
 
     def close(self) -> None:
         for _ in self._procs:
@@ -236,7 +242,7 @@ class StreamPool:
         while len(outputs) < len(batches):
             kind, index, payload = self._get(3600.0)
             if kind == "error":
-                raise UserError(payload)
+                _raise_worker_error(payload)
             job, out = payload
             outputs[job - base] = out
             per_stream[index] += 1

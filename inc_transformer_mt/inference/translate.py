@@ -11,7 +11,8 @@ import numpy as np
 
 from inc_transformer_mt.data.batching import make_batches, pad_batch, restore_order, sort_by_length
 from inc_transformer_mt.data.tokenizer import Tokenizer
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.graph import ResolvedModel, check_tensor, load_graph_def
 
 __all__ = ["TranslationStats", "Translator", "encode_checked"]
@@ -58,7 +59,7 @@ class Translator:
         self.graph_def = graph_def if graph_def is not None else load_graph_def(path)
         if model.tokenizer_path is None:
             raise UserError(f"{path}: no tokenizer given (use --tokenizer or a model.json)")
-        self.tokenizer = Tokenizer(model.tokenizer_path)
+        self.tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
         meta = model.meta
         self.input_name = check_tensor(self.graph_def, meta.input_tensor, "input tensor", path)
         self.output_name = check_tensor(self.graph_def, meta.output_tensor, "output tensor", path)
@@ -100,7 +101,7 @@ class Translator:
         try:
             return self.session.run(self._output, {self._input: batch})
         except tf.errors.OpError as exc:
-            raise UserError(
+            raise RuntimeFailure(
                 f"{self.model.graph_path}: running the graph failed ({exc.__class__.__name__}: "
                 f"{str(exc.message).splitlines()[0]})"
             ) from None
@@ -109,8 +110,8 @@ class Translator:
         self,
         sentences: Sequence[str],
         *,
-        max_tokens: int = 4096,
-        max_sentences: int = 128,
+        max_tokens: int = MAX_TOKENS,
+        max_sentences: int = MAX_SENTENCES,
         source_name: str = "input",
         progress: bool | None = None,
     ) -> list[str]:

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inc_transformer_mt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID
 from inc_transformer_mt.errors import UserError
 
 __all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "ModelConfig"]
-
-PAD_ID = 0
-EOS_ID = 1
-UNK_ID = 2
 
 
 @dataclass(frozen=True)

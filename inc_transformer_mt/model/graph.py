@@ -1,35 +1,17 @@
-"""Loading frozen graphs, checking tensor names, and the op census (inside / outside the decode loop)."""
+"""Loading frozen graphs, finding a model's graph and metadata, checking tensor names (analysis: model/analysis.py)."""
 
 from __future__ import annotations
 
 import gzip
-import re
 import zlib
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.config import GraphMeta
 
-__all__ = [
-    "CENSUS_OPS",
-    "ResolvedModel",
-    "check_tensor",
-    "input_op",
-    "load_graph_def",
-    "loop_nodes",
-    "op_census",
-    "resolve_model",
-    "source_node",
-]
-
-#: Op types the census reports individually (plus LayerNorm, counted by name scope or fused op).
-CENSUS_OPS = ("MatMul", "BatchMatMulV2", "GatherNd", "Softmax")
-_QUANT_OPS = re.compile(r"Quantize|Dequantize|Quantized|Requantize")
-_LAYER_NORM_SCOPE = re.compile(r"^(.*?(?:^|/)layer_norm\w*)(?:/|$)")
-_LAYER_NORM_OPS = {"LayerNorm", "_MklLayerNorm", "_ITEXLayerNorm", "ITEXLayerNorm"}
+__all__ = ["ResolvedModel", "check_tensor", "load_graph_def", "resolve_model"]
 
 
 def load_graph_def(path: str | Path):
@@ -122,81 +104,3 @@ def resolve_model(
     else:
         tok_path = None
     return ResolvedModel(graph_path=graph_path, meta=meta, tokenizer_path=tok_path)
-
-
-def input_op(name: str) -> str:
-    """The op name of a node input (``^ctrl``, ``op:1`` -> ``op``)."""
-    name = name.lstrip("^")
-    return name.split(":", 1)[0]
-
-
-def source_node(by_name: dict[str, Any], name: str, through: tuple[str, ...] = ("Enter", "Identity")):
-    """The node that produces input ``name``, looking through ``Enter``/``Identity`` (None if absent)."""
-    node = by_name.get(input_op(name))
-    while node is not None and node.op in through:
-        node = by_name.get(input_op(node.input[0]))
-    return node
-
-
-def loop_nodes(graph_def) -> set[str]:
-    """Names of the nodes inside a while-loop frame (v1 control flow): reachable from an Enter, not past an Exit."""
-    consumers: dict[str, list[Any]] = {}
-    for node in graph_def.node:
-        for inp in node.input:
-            consumers.setdefault(input_op(inp), []).append(node)
-    inside: set[str] = set()
-    queue = deque(n for n in graph_def.node if n.op in ("Enter", "RefEnter"))
-    for n in queue:
-        inside.add(n.name)
-    while queue:
-        node = queue.popleft()
-        if node.op in ("Exit", "RefExit"):
-            continue
-        for consumer in consumers.get(node.name, ()):
-            if consumer.name not in inside:
-                inside.add(consumer.name)
-                queue.append(consumer)
-    return inside
-
-
-@dataclass
-class Census:
-    """Counts by op type, outside and inside the decode loop."""
-
-    outside: Counter = field(default_factory=Counter)
-    inside: Counter = field(default_factory=Counter)
-    control_flow: str = "none"
-    has_function_library: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        keys = sorted(set(self.outside) | set(self.inside))
-        return {
-            "control_flow": self.control_flow,
-            "has_function_library": self.has_function_library,
-            "ops": {k: {"outside_loop": self.outside[k], "inside_loop": self.inside[k],
-                        "total": self.outside[k] + self.inside[k]} for k in keys},
-        }
-
-
-def op_census(graph_def) -> Census:
-    """Census of MatMul, BatchMatMulV2, GatherNd, Softmax, LayerNorm and quantization ops by loop frame."""
-    inside_names = loop_nodes(graph_def)
-    census = Census(has_function_library=bool(graph_def.library.function))
-    ops = Counter(n.op for n in graph_def.node)
-    if ops["Enter"]:
-        census.control_flow = "v1 (Enter/Exit/Merge/Switch)"
-    elif ops["While"] or ops["StatelessWhile"]:
-        census.control_flow = "v2 (functional While)"
-    ln_scopes: dict[str, bool] = {}
-    for node in graph_def.node:
-        where = census.inside if node.name in inside_names else census.outside
-        if node.op in CENSUS_OPS or _QUANT_OPS.search(node.op) or node.op in _LAYER_NORM_OPS:
-            where["LayerNorm" if node.op in _LAYER_NORM_OPS else node.op] += 1
-            continue
-        m = _LAYER_NORM_SCOPE.match(node.name)
-        if m and node.op not in ("Const", "Enter", "Identity"):
-            scope = m.group(1)
-            ln_scopes[scope] = ln_scopes.get(scope, False) or node.name in inside_names
-    for in_loop in ln_scopes.values():
-        (census.inside if in_loop else census.outside)["LayerNorm"] += 1
-    return census

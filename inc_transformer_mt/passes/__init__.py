@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from inc_transformer_mt.defaults import PASS_NAMES
+
 __all__ = ["PASS_NAMES", "apply_passes", "get_pass"]
 
 #: name -> (module, function); imported lazily (the passes import TensorFlow)
@@ -16,7 +18,7 @@ _REGISTRY = {
     "gather_nd_to_gather": ("inc_transformer_mt.passes.gather_nd", "gather_nd_to_gather"),
     "dedupe_quantize": ("inc_transformer_mt.passes.dedupe_quantize", "dedupe_quantize"),
 }
-PASS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+assert tuple(_REGISTRY) == PASS_NAMES, "defaults.PASS_NAMES and the pass registry disagree"
 
 
 def get_pass(name: str) -> Callable[[Any], tuple[Any, Any]]:

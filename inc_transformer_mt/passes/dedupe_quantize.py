@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-from inc_transformer_mt.model.graph import input_op
+from inc_transformer_mt.model.analysis import input_op
 from inc_transformer_mt.passes.gather_nd import PassReport
 
 __all__ = ["dedupe_quantize"]

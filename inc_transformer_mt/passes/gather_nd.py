@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from inc_transformer_mt.model.graph import input_op
+from inc_transformer_mt.model.analysis import input_op
 
 __all__ = ["PassReport", "gather_nd_to_gather"]
 

@@ -11,17 +11,16 @@ min / max (``ResourceScatterMin/Max``), the second a signed histogram over ``[-a
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.model.graph import input_op, source_node
+from inc_transformer_mt.model.analysis import input_op, node_frames, source_node
 from inc_transformer_mt.quant.kl import TensorStats
 
-__all__ = ["CalibrationData", "collect_stats", "matmul_inputs", "node_frames"]
+__all__ = ["CalibrationData", "collect_stats", "matmul_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,34 +39,6 @@ def matmul_inputs(graph_def) -> dict[str, str]:
 
     return {n.name: _tensor(n.input[0]) for n in graph_def.node
             if n.op == "MatMul" and len(n.input) >= 2 and constant(n.input[1]) and not constant(n.input[0])}
-
-
-def node_frames(graph_def) -> tuple[dict[str, str], dict[str, int]]:
-    """(node -> while-frame name for nodes inside a loop, frame -> parallel_iterations). One level of loops."""
-    consumers: dict[str, list] = {}
-    for node in graph_def.node:
-        for inp in node.input:
-            consumers.setdefault(input_op(inp), []).append(node)
-    frames: dict[str, str] = {}
-    parallel: dict[str, int] = {}
-    for enter in (n for n in graph_def.node if n.op == "Enter"):
-        frame = enter.attr["frame_name"].s.decode()
-        parallel[frame] = enter.attr["parallel_iterations"].i
-        queue = deque([enter])
-        while queue:
-            node = queue.popleft()
-            seen = frames.get(node.name)
-            if seen is not None:
-                if seen != frame:
-                    raise UserError(f"node {node.name} is in two loop frames ({seen}, {frame}): nested loops "
-                                    "are not supported by the calibrator")
-                continue
-            frames[node.name] = frame
-            if node.op == "Exit":
-                del frames[node.name]
-                continue
-            queue.extend(consumers.get(node.name, ()))
-    return frames, parallel
 
 
 @dataclass
@@ -92,7 +63,7 @@ class _Instrumented:
             tf.import_graph_def(graph_def, name="")
         self.input = self.graph.get_tensor_by_name(input_name)
         self.output = self.graph.get_tensor_by_name(output_name)
-        self.frames, self.parallel = node_frames(graph_def)
+        self.frames, self.parallel = node_frames(graph_def, strict=True)
         self.readers: dict[str, list[str]] = {}
         for mm, tensor in matmul_input.items():
             self.readers.setdefault(tensor, []).append(mm)

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inc_transformer_mt.defaults import BACKENDS
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.model.graph import input_op
+from inc_transformer_mt.model.analysis import consumers, input_op
 
 __all__ = ["BACKENDS", "QuantResult", "fix_quantized_enter", "inc_quantize", "requant_targets"]
 
 logger = logging.getLogger(__name__)
-BACKENDS = ("itex", "default")
+
 
 
 @dataclass
@@ -44,17 +45,13 @@ class QuantResult:
 
 def requant_targets(graph_def, matmul_input: Mapping[str, str]) -> dict[str, str]:
     """MatMul -> the quantized-MatMul input tensor its output becomes through BiasAdd/Relu/Reshape/Identity."""
-    consumers: dict[str, list] = {}
-    for node in graph_def.node:
-        for inp in node.input:
-            if not inp.startswith("^"):
-                consumers.setdefault(input_op(inp), []).append(node)
+    index = consumers(graph_def, control=False)
     inputs = set(matmul_input.values())
     out: dict[str, str] = {}
     for mm in matmul_input:
         name = mm
         for _ in range(6):
-            nxt = consumers.get(name, [])
+            nxt = index.get(name, [])
             if len(nxt) != 1 or nxt[0].op not in ("BiasAdd", "Relu", "Relu6", "Reshape", "Identity"):
                 break
             name = nxt[0].name
@@ -176,6 +173,7 @@ def inc_quantize(
     fp32_ops: Iterable[str] = (),
     ranges: Mapping[str, tuple[float, float]] | None = None,
     requant_ranges: Mapping[str, tuple[float, float]] | None = None,
+    weight_granularity: str = "per_tensor",
     quiet: bool = True,
 ) -> QuantResult:
     """INT8 graph from INC's static quantization (``quantize_model``) with the given backend and fallbacks."""
@@ -187,7 +185,7 @@ def inc_quantize(
     if backend == "itex" and not itex_installed():
         raise UserError("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
     fp32_ops = sorted(set(fp32_ops))
-    config = StaticQuantConfig()
+    config = StaticQuantConfig(weight_granularity=weight_granularity)
     for op in fp32_ops:
         config.set_local(f"^{re.escape(op)}$", StaticQuantConfig(act_dtype="fp32", weight_dtype="fp32"))
     model = Model(graph_def)

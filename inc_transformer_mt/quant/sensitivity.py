@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inc_transformer_mt.model.graph import source_node
+from inc_transformer_mt.model.analysis import source_node
 
 __all__ = ["Sensitivity", "fake_quant_graph", "rank_units", "unit_of", "units"]
 

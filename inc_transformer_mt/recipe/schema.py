@@ -11,6 +11,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inc_transformer_mt.defaults import (
+    BACKENDS,
+    CALIBRATION_METHODS,
+    CRITERION_TYPES,
+    FALLBACKS,
+    GRANULARITIES,
+    KL_MODES,
+    MAX_DROP,
+    MAX_SENTENCES,
+    MAX_TOKENS,
+    MULTI30K_SPLITS,
+    OVERWRITE_POLICIES,
+    PASS_NAMES,
+    RUNTIME_MAX_SENTENCES,
+    RUNTIMES,
+    SRC_LANG,
+    TGT_LANG,
+    WEIGHT_GRANULARITIES,
+)
+
 __all__ = [
     "RECIPE_VERSION",
     "CalibrationSpec",
@@ -45,7 +65,7 @@ class ModelSpec(_Strict):
 class SplitSpec(_Strict):
     """A slice of a corpus: a Multi30k split, or a source/reference file pair."""
 
-    split: Literal["train", "val", "test_2016_flickr"] | None = Field(None, description="Multi30k split")
+    split: Literal[MULTI30K_SPLITS] | None = Field(None, description="Multi30k split")  # type: ignore[valid-type]
     source: str | None = Field(None, description="source sentences file (instead of split)")
     reference: str | None = Field(None, description="reference translations file (instead of split)")
     start: int = Field(0, ge=0, description="first sentence (0-based)")
@@ -73,14 +93,14 @@ class DataSpec(_Strict):
     """Sentences for calibration and for the tuning metric; they must not overlap."""
 
     data_dir: str | None = Field(None, description="Multi30k directory (default: auto-detected)")
-    src_lang: str = "en"
-    tgt_lang: str = "de"
+    src_lang: str = SRC_LANG
+    tgt_lang: str = TGT_LANG
     calibration: SplitSpec = Field(description="sentences whose activations set the quantization ranges")
     tuning: SplitSpec = Field(description="sentences the BLEU criterion is measured on")
     heldout: SplitSpec | None = Field(None, description="optional held-out set scored for FP32 and the final "
                                       "INT8 model only (never used for decisions)")
-    max_tokens: int = Field(4096, gt=0, description="padded source tokens per batch")
-    max_sentences: int = Field(128, gt=0, description="sentences per batch")
+    max_tokens: int = Field(MAX_TOKENS, gt=0, description="padded source tokens per batch")
+    max_sentences: int = Field(MAX_SENTENCES, gt=0, description="sentences per batch")
 
     @model_validator(mode="after")
     def _separate(self) -> DataSpec:
@@ -90,9 +110,6 @@ class DataSpec(_Strict):
         if self.heldout is not None and (self.heldout.overlaps(self.tuning) or self.heldout.overlaps(self.calibration)):
             raise ValueError("the held-out set overlaps the calibration or tuning sentences")
         return self
-
-
-OP_TYPES = ("MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd")
 
 
 class QuantRule(_Strict):
@@ -138,10 +155,8 @@ class QuantizationSpec(_Strict):
         default_factory=lambda: [QuantRule(op_type="MatMul", dtype="int8")],
         description="op-wise rules, applied in order",
     )
-    weight_granularity: Literal["per_tensor", "per_channel"] = "per_tensor"
-    activation: Literal["asymmetric_uint8"] = Field(
-        "asymmetric_uint8", description="what INC 3.10 emits for MatMul activations (the only choice)"
-    )
+    weight_granularity: Literal[WEIGHT_GRANULARITIES] = Field(  # type: ignore[valid-type]
+        "per_tensor", description="MatMul weight scales, passed to INC's StaticQuantConfig (per_tensor only in 3.10)")
 
     @field_validator("weight_granularity")
     @classmethod
@@ -153,8 +168,9 @@ class QuantizationSpec(_Strict):
 
 
 class CalibrationSpec(_Strict):
-    method: Literal["minmax", "kl"] = Field("kl", description="range selection for MatMul inputs")
-    kl_mode: Literal["symmetric", "independent", "conjugate"] = Field(
+    method: Literal[CALIBRATION_METHODS] = Field(  # type: ignore[valid-type]
+        "kl", description="range selection for MatMul inputs")
+    kl_mode: Literal[KL_MODES] = Field(  # type: ignore[valid-type]
         "symmetric", description="how KL thresholds treat the negative and positive sides (Bhandare et al. 2019)"
     )
     bins: int = Field(2048, ge=128, le=65536, description="histogram bins for KL")
@@ -162,8 +178,8 @@ class CalibrationSpec(_Strict):
 
 
 class CriterionSpec(_Strict):
-    type: Literal["absolute", "relative"] = "absolute"
-    max_drop: float = Field(0.5, gt=0, description="BLEU points (absolute) or a fraction of FP32 BLEU (relative)")
+    type: Literal[CRITERION_TYPES] = "absolute"  # type: ignore[valid-type]
+    max_drop: float = Field(MAX_DROP, gt=0, description="BLEU points (absolute) or a fraction of FP32 BLEU (relative)")
 
     @model_validator(mode="after")
     def _range(self) -> CriterionSpec:
@@ -177,10 +193,10 @@ class TuningSpec(_Strict):
     criterion: CriterionSpec = Field(default_factory=CriterionSpec)
     max_trials: int = Field(20, gt=0)
     time_budget_min: float = Field(15.0, gt=0, description="wall-clock budget for the whole tuning")
-    fallback: Literal["sensitivity", "none"] = Field(
+    fallback: Literal[FALLBACKS] = Field(  # type: ignore[valid-type]
         "sensitivity", description="sensitivity: keep the most BLEU-sensitive MatMuls fp32 until the criterion holds"
     )
-    granularity: Literal["block", "op"] = Field(
+    granularity: Literal[GRANULARITIES] = Field(  # type: ignore[valid-type]
         "block", description="fallback unit: block (the MatMuls of one sublayer, e.g. layer_2/self_attention) or op"
     )
     sensitivity_sentences: int = Field(
@@ -190,7 +206,7 @@ class TuningSpec(_Strict):
 
 class OutputsSpec(_Strict):
     dir: str = Field("out/tuned", description="output directory (relative to the recipe file)")
-    overwrite: Literal["never", "replace"] = Field(
+    overwrite: Literal[OVERWRITE_POLICIES] = Field(  # type: ignore[valid-type]
         "never", description="never: refuse a non-empty output directory; replace: swap it atomically"
     )
 
@@ -199,12 +215,12 @@ class RuntimeSpec(_Strict):
     """How the tuned model is meant to run: written into its model.json, used by translate/evaluate/benchmark
     unless the command line says otherwise."""
 
-    runtime: Literal["itex", "stock"] = Field(
+    runtime: Literal[RUNTIMES] = Field(  # type: ignore[valid-type]
         "itex", description="TensorFlow with ITEX, or stock TensorFlow (ITEX QDQ graphs need itex)")
     streams: int = Field(1, ge=1, description="parallel streams, each a process pinned to its own cores")
     threads_per_stream: int = Field(0, ge=0, description="intra-op threads per stream (0: the stream's cores)")
-    max_tokens: int = Field(4096, gt=0, description="padded source tokens per batch")
-    max_sentences: int = Field(8, gt=0, description="sentences per batch (sorted by length, packed by token budget)")
+    max_tokens: int = Field(MAX_TOKENS, gt=0, description="padded source tokens per batch")
+    max_sentences: int = Field(RUNTIME_MAX_SENTENCES, gt=0, description="sentences per batch (sorted by length, packed by token budget)")
 
     @field_validator("runtime")
     @classmethod
@@ -225,8 +241,9 @@ class Recipe(_Strict):
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
-    backend: Literal["itex", "default"] = Field("itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
-    passes: list[Literal["gather_nd_to_gather", "dedupe_quantize"]] = Field(
+    backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
+        "itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
+    passes: list[Literal[PASS_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=list, description="graph passes run after tuning, in order; BLEU is measured again after "
         "them and the model is kept without them if the criterion no longer holds")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)

@@ -22,7 +22,7 @@ from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.regress.manifest import (
+from inc_transformer_mt.report.manifest import (
     MANIFEST_NAME,
     EvalSet,
     Evaluation,
@@ -33,7 +33,7 @@ from inc_transformer_mt.regress.manifest import (
     write_manifest,
 )
 
-__all__ = ["Check", "RegressResult", "junit_xml", "manifest_from_report", "run_regress"]
+__all__ = ["Check", "RegressResult", "junit_xml", "render_table", "run_regress", "write_outputs"]
 
 
 @dataclass
@@ -84,25 +84,6 @@ def junit_xml(result: RegressResult) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _rel(path: Path, base: Path) -> str:
-    return os.path.relpath(path.resolve(), base.resolve())
-
-
-def manifest_from_report(report: dict[str, Any], out_dir: Path, graph: Path, fp32_graph: Path,
-                         recipe_sha256: str | None, evaluations: list[Evaluation]) -> Manifest:
-    """The manifest `inc-mt tune` writes next to a passing model."""
-    i8 = report["int8"]
-    return Manifest(
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        model={"graph": graph.name, "sha256": sha256_file(graph), "fp32_model": _rel(fp32_graph, out_dir),
-               "fp32_sha256": sha256_file(fp32_graph)},
-        recipe_sha256=recipe_sha256, backend=report["backend"],
-        criterion={"type": report["criterion"]["type"], "max_drop": report["criterion"]["max_drop"]},
-        signature=report["signature"], evaluations=evaluations, matmul_precision=i8["matmul_precision"],
-        versions=report.get("versions", {}),
-    )
-
-
 def _eval_set(manifest: Manifest, limit: int | None) -> EvalSet:
     if not manifest.evaluations:
         raise UserError("manifest: evaluations: empty (no recorded BLEU to check against)")
@@ -135,8 +116,8 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
     from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.metrics.bleu import score as bleu_score
     from inc_transformer_mt.model.graph import resolve_model
-    from inc_transformer_mt.runtime import isa_class
-    from inc_transformer_mt.tune.pipeline import matmul_precision
+    from inc_transformer_mt.env import isa_class
+    from inc_transformer_mt.model.analysis import matmul_precision
 
     t0 = time.perf_counter()
     model_dir = Path(model_dir)

@@ -19,26 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inc_transformer_mt.metrics.criterion import Criterion
 from inc_transformer_mt.quant.sensitivity import Sensitivity
 
 __all__ = ["Criterion", "Trial", "TuneOutcome", "Tuner"]
-
-
-@dataclass(frozen=True)
-class Criterion:
-    type: str = "absolute"  # or "relative"
-    max_drop: float = 0.5
-
-    def allowed_drop(self, baseline: float) -> float:
-        return self.max_drop if self.type == "absolute" else self.max_drop * baseline
-
-    def passes(self, baseline: float, score: float) -> bool:
-        return baseline - score <= self.allowed_drop(baseline) + 1e-9
-
-    def describe(self, baseline: float) -> str:
-        if self.type == "absolute":
-            return f"BLEU drop <= {self.max_drop:g} points"
-        return f"BLEU drop <= {self.max_drop:.2%} of FP32 ({self.allowed_drop(baseline):.2f} points)"
 
 
 @dataclass

@@ -8,8 +8,10 @@ it was measured, and the tolerances the check applies. No TensorFlow here.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.metrics.criterion import Criterion
+from inc_transformer_mt.report.tune_report import SetInfo, TuneReport
 
 __all__ = [
     "MANIFEST_NAME",
@@ -25,6 +29,7 @@ __all__ = [
     "Evaluation",
     "Manifest",
     "load_manifest",
+    "manifest_from_report",
     "sha256_file",
     "write_manifest",
 ]
@@ -94,7 +99,8 @@ class Manifest(_Strict):
     manifest_version: Literal[1] = MANIFEST_VERSION
     created: str
     model: ModelRef
-    recipe_sha256: str | None = None
+    recipe: str | None = Field(None, description="the recipe file the model was tuned with, relative to the manifest")
+    recipe_sha256: str | None = Field(None, description="its hash then: regress warns when the file has changed")
     backend: str
     criterion: dict[str, float | str]
     signature: str
@@ -111,8 +117,8 @@ class Manifest(_Strict):
         return None
 
     def allowed_drop(self, fp32_bleu: float) -> float:
-        value = float(self.criterion["max_drop"])
-        return value if self.criterion.get("type", "absolute") == "absolute" else value * fp32_bleu
+        return Criterion(str(self.criterion.get("type", "absolute")),
+                         float(self.criterion["max_drop"])).allowed_drop(fp32_bleu)
 
 
 def sha256_file(path: Path) -> str:
@@ -149,3 +155,40 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def write_manifest(manifest: Manifest, path: str | Path) -> Path:
     return atomic_write(Path(path), json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+
+
+def _rel(path: str | Path, base: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), base.resolve())
+
+
+def manifest_from_report(report: TuneReport, *, out_dir: Path, graph: Path, fp32_graph: Path, recipe: Path,
+                         src_lang: str, tgt_lang: str, isa: str) -> Manifest:
+    """The manifest ``inc-mt tune`` writes next to a passing model: the held-out set first (the one
+    ``regress`` checks), then the tuning set; paths relative to ``out_dir``, where the manifest will live.
+
+    ``graph`` is the INT8 graph file as written (it may still be in a staging directory: only its name and
+    hash are recorded).
+    """
+    if report.int8 is None:
+        raise ValueError("a manifest is written for a passing tune only")
+
+    def evaluation(s: SetInfo, fp32_bleu: float, int8_bleu: float) -> Evaluation:
+        data = EvalSet(split=s.split, source=None if s.source is None else _rel(s.source, out_dir),
+                       reference=None if s.reference is None else _rel(s.reference, out_dir),
+                       src_lang=src_lang, tgt_lang=tgt_lang, start=s.start, size=s.size)
+        return Evaluation(data=data, fp32_bleu=fp32_bleu, int8_bleu=int8_bleu, signature=report.signature, isa=isa,
+                          int8_bleu_by_isa={isa: int8_bleu})
+
+    evaluations = []
+    if report.heldout is not None:
+        evaluations.append(evaluation(report.heldout, report.heldout.fp32_bleu, report.heldout.int8_bleu))
+    evaluations.append(evaluation(report.tuning_set, report.fp32.tuning_bleu, report.int8.tuning_bleu))
+    return Manifest(
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        model=ModelRef(graph=graph.name, sha256=sha256_file(graph), fp32_model=_rel(fp32_graph, out_dir),
+                       fp32_sha256=sha256_file(fp32_graph)),
+        recipe=_rel(recipe, out_dir), recipe_sha256=sha256_file(recipe), backend=report.backend,
+        criterion={"type": report.criterion.type, "max_drop": report.criterion.max_drop},
+        signature=report.signature, evaluations=evaluations, matmul_precision=report.int8.matmul_precision,
+        versions=report.versions,
+    )

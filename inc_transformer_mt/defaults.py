@@ -1,0 +1,71 @@
+"""Every default and every closed set of choices, in one place.
+
+The recipe schema's ``Literal`` types, the CLI's option defaults and choices, and the library functions'
+keyword defaults all read these, so a default changes in one line. Pure constants: no imports from the
+package, importable from every layer.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BACKENDS",
+    "BENCH_BATCH_SENTENCES",
+    "BENCH_LATENCY_SENTENCES",
+    "BENCH_REPS",
+    "BENCH_SEARCH_SENTENCES",
+    "BENCH_STREAMS",
+    "CALIBRATION_METHODS",
+    "CRITERION_TYPES",
+    "FALLBACKS",
+    "GRANULARITIES",
+    "KL_MODES",
+    "MAX_DROP",
+    "MAX_SENTENCES",
+    "MAX_TOKENS",
+    "MULTI30K_SPLITS",
+    "OVERWRITE_POLICIES",
+    "PASS_NAMES",
+    "REGRESS_SPEED_REPS",
+    "RUNTIMES",
+    "RUNTIME_MAX_SENTENCES",
+    "SPLIT",
+    "SRC_LANG",
+    "TGT_LANG",
+    "WEIGHT_GRANULARITIES",
+]
+
+# --- batching: padded source tokens and sentences per length-sorted batch
+MAX_TOKENS = 4096
+MAX_SENTENCES = 128
+#: sentences per batch written into a tuned model's runtime settings (the benchmark's best on 2 cores:
+#: a batch decodes until its longest sentence ends, so small batches waste less)
+RUNTIME_MAX_SENTENCES = 8
+
+# --- data
+MULTI30K_SPLITS = ("train", "val", "test_2016_flickr")
+SPLIT = "test_2016_flickr"
+SRC_LANG = "en"
+TGT_LANG = "de"
+
+# --- running graphs
+RUNTIMES = ("itex", "stock")  # TensorFlow with the ITEX plugin, or stock TensorFlow
+BACKENDS = ("itex", "default")  # INC's TensorFlow backends: QDQ for ITEX, or fused quantized ops (oneDNN)
+
+# --- recipes
+CALIBRATION_METHODS = ("minmax", "kl")
+KL_MODES = ("symmetric", "independent", "conjugate")
+CRITERION_TYPES = ("absolute", "relative")
+MAX_DROP = 0.5  # BLEU points
+FALLBACKS = ("sensitivity", "none")
+GRANULARITIES = ("block", "op")
+WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")
+OVERWRITE_POLICIES = ("never", "replace")
+PASS_NAMES = ("gather_nd_to_gather", "dedupe_quantize")
+
+# --- benchmark and regression check
+BENCH_REPS = 3
+BENCH_SEARCH_SENTENCES = 150
+BENCH_LATENCY_SENTENCES = 100
+BENCH_STREAMS = (1, 2)
+BENCH_BATCH_SENTENCES = (4, 8, 32)
+REGRESS_SPEED_REPS = 3

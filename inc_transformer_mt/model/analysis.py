@@ -1,0 +1,192 @@
+"""Reading a frozen GraphDef: who feeds whom, which loop frame a node runs in, op census, INT8 precision of
+each MatMul, the graph's quantized format, MatMul FLOPs.
+
+The one place for graph analysis: tuning, the regression check, the streams, the benchmark and the passes
+all ask these questions, so they all get the same answers. Works on GraphDef protos; imports TensorFlow
+only to read constant tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inc_transformer_mt.errors import UserError
+
+__all__ = [
+    "CENSUS_OPS",
+    "Census",
+    "consumers",
+    "const_shape",
+    "graph_format",
+    "input_op",
+    "int8_matmul_count",
+    "loop_nodes",
+    "matmul_precision",
+    "node_frames",
+    "op_census",
+    "source_node",
+]
+
+#: Op types the census reports individually (plus LayerNorm, counted by name scope or fused op).
+CENSUS_OPS = ("MatMul", "BatchMatMulV2", "GatherNd", "Softmax")
+_QUANT_OPS = re.compile(r"Quantize|Dequantize|Quantized|Requantize")
+_LAYER_NORM_SCOPE = re.compile(r"^(.*?(?:^|/)layer_norm\w*)(?:/|$)")
+_LAYER_NORM_OPS = {"LayerNorm", "_MklLayerNorm", "_ITEXLayerNorm", "ITEXLayerNorm"}
+
+
+# ------------------------------------------------------------------------------------------- edges
+def input_op(name: str) -> str:
+    """The op name of a node input (``^ctrl``, ``op:1`` -> ``op``)."""
+    name = name.lstrip("^")
+    return name.split(":", 1)[0]
+
+
+def consumers(graph_def, *, control: bool = True) -> dict[str, list[Any]]:
+    """Op name -> the nodes that read it (``control=False``: data edges only)."""
+    out: dict[str, list[Any]] = {}
+    for node in graph_def.node:
+        for inp in node.input:
+            if control or not inp.startswith("^"):
+                out.setdefault(input_op(inp), []).append(node)
+    return out
+
+
+def source_node(by_name: Mapping[str, Any], name: str, through: tuple[str, ...] = ("Enter", "Identity")):
+    """The node that produces input ``name``, looking through ``Enter``/``Identity`` (None if absent)."""
+    node = by_name.get(input_op(name))
+    while node is not None and node.op in through:
+        node = by_name.get(input_op(node.input[0]))
+    return node
+
+
+def const_shape(node) -> tuple[int, ...]:
+    """Shape of a ``Const`` node's tensor."""
+    return tuple(int(d.size) for d in node.attr["value"].tensor.tensor_shape.dim)
+
+
+# ------------------------------------------------------------------------------------------ frames
+def node_frames(graph_def, *, strict: bool = False) -> tuple[dict[str, str], dict[str, int]]:
+    """(node -> while-loop frame, frame -> parallel_iterations) for v1 control flow.
+
+    A node is in a frame when its outputs live there: everything reachable from the frame's ``Enter`` nodes
+    (data and control edges), up to but not including the ``Exit`` nodes, whose outputs belong to the
+    enclosing frame. One level of loops: a node reachable from two frames stays in the first
+    (``strict=True``: a UserError, for the calibrator, which cannot instrument nested loops).
+    """
+    index = consumers(graph_def)
+    frames: dict[str, str] = {}
+    parallel: dict[str, int] = {}
+    for enter in (n for n in graph_def.node if n.op in ("Enter", "RefEnter")):
+        frame = enter.attr["frame_name"].s.decode()
+        parallel[frame] = enter.attr["parallel_iterations"].i
+        queue = deque([enter])
+        while queue:
+            node = queue.popleft()
+            if node.op in ("Exit", "RefExit"):
+                continue
+            seen = frames.get(node.name)
+            if seen is not None:
+                if seen != frame and strict:
+                    raise UserError(f"node {node.name} is in two loop frames ({seen}, {frame}): nested loops "
+                                    "are not supported by the calibrator")
+                continue
+            frames[node.name] = frame
+            queue.extend(index.get(node.name, ()))
+    return frames, parallel
+
+
+def loop_nodes(graph_def) -> set[str]:
+    """Names of the nodes inside a while-loop frame (see :func:`node_frames`)."""
+    return set(node_frames(graph_def)[0])
+
+
+# ------------------------------------------------------------------------------------------ census
+@dataclass
+class Census:
+    """Counts by op type, outside and inside the decode loop."""
+
+    outside: Counter = field(default_factory=Counter)
+    inside: Counter = field(default_factory=Counter)
+    control_flow: str = "none"
+    has_function_library: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = sorted(set(self.outside) | set(self.inside))
+        return {
+            "control_flow": self.control_flow,
+            "has_function_library": self.has_function_library,
+            "ops": {k: {"outside_loop": self.outside[k], "inside_loop": self.inside[k],
+                        "total": self.outside[k] + self.inside[k]} for k in keys},
+        }
+
+
+def op_census(graph_def) -> Census:
+    """Census of MatMul, BatchMatMulV2, GatherNd, Softmax, LayerNorm and quantization ops by loop frame."""
+    inside_names = loop_nodes(graph_def)
+    census = Census(has_function_library=bool(graph_def.library.function))
+    ops = Counter(n.op for n in graph_def.node)
+    if ops["Enter"]:
+        census.control_flow = "v1 (Enter/Exit/Merge/Switch)"
+    elif ops["While"] or ops["StatelessWhile"]:
+        census.control_flow = "v2 (functional While)"
+    ln_scopes: dict[str, bool] = {}
+    for node in graph_def.node:
+        where = census.inside if node.name in inside_names else census.outside
+        if node.op in CENSUS_OPS or _QUANT_OPS.search(node.op) or node.op in _LAYER_NORM_OPS:
+            where["LayerNorm" if node.op in _LAYER_NORM_OPS else node.op] += 1
+            continue
+        m = _LAYER_NORM_SCOPE.match(node.name)
+        if m and node.op not in ("Const", "Enter", "Identity"):
+            scope = m.group(1)
+            ln_scopes[scope] = ln_scopes.get(scope, False) or node.name in inside_names
+    for in_loop in ln_scopes.values():
+        (census.inside if in_loop else census.outside)["LayerNorm"] += 1
+    return census
+
+
+# --------------------------------------------------------------------------------------- precision
+def _is_fused_matmul(op: str) -> bool:
+    return op.startswith("Quantized") and "MatMul" in op
+
+
+def graph_format(graph_def) -> str:
+    """'fused' (default backend: QuantizedMatMul* ops), 'qdq' (ITEX: QuantizeV2/Dequantize around MatMul), or 'fp32'."""
+    ops = {n.op for n in graph_def.node}
+    if any(_is_fused_matmul(op) for op in ops):
+        return "fused"
+    return "qdq" if "Dequantize" in ops else "fp32"
+
+
+def _reads_dequantized(by_name: Mapping[str, Any], node) -> bool:
+    def dq(inp: str) -> bool:
+        src = source_node(by_name, inp)
+        return src is not None and src.op == "Dequantize"
+
+    return dq(node.input[0]) and dq(node.input[1])
+
+
+def matmul_precision(graph_def, matmuls: Iterable[str]) -> dict[str, str]:
+    """FP32 MatMul name -> 'int8' or 'fp32' in a quantized graph (QDQ for ITEX, fused ops for default)."""
+    by_name = {n.name: n for n in graph_def.node}
+    fused = [n.name for n in graph_def.node if _is_fused_matmul(n.op)]
+    out = {}
+    for mm in matmuls:
+        node = by_name.get(mm)
+        if node is not None and node.op == "MatMul":
+            out[mm] = "int8" if _reads_dequantized(by_name, node) else "fp32"
+        else:
+            out[mm] = "int8" if any(f.startswith(mm + "_eightbit") for f in fused) else "fp32"
+    return out
+
+
+def int8_matmul_count(graph_def) -> tuple[int, int]:
+    """(INT8 MatMuls, all MatMuls) of a frozen graph in any of the formats of :func:`graph_format`."""
+    by_name = {n.name: n for n in graph_def.node}
+    fused = sum(1 for n in graph_def.node if _is_fused_matmul(n.op))
+    plain = [n for n in graph_def.node if n.op == "MatMul"]
+    qdq = sum(1 for n in plain if _reads_dequantized(by_name, n))
+    return fused + qdq, fused + len(plain)

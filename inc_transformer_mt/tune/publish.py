@@ -1,0 +1,100 @@
+"""Writing a tune's results: everything goes into a staging directory beside the output, which is moved into
+place in one rename at the end, so a failed or interrupted tune never leaves a half-written directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.env import isa_class
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.model.graph import ResolvedModel
+from inc_transformer_mt.recipe import Recipe, dump_recipe
+from inc_transformer_mt.report.manifest import manifest_from_report, write_manifest
+from inc_transformer_mt.report.tune_report import TuneReport, render_markdown
+
+__all__ = ["GRAPH_NAME", "check_output_dir", "publish", "publish_dir"]
+
+GRAPH_NAME = "model.pb.gz"
+
+
+def check_output_dir(out: Path, policy: str) -> None:
+    """Refuse (exit 2) before any work when the output directory cannot be written under the policy."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"outputs.dir: {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and policy == "never":
+        raise UserError(f"outputs.dir: {out} is not empty and outputs.overwrite is 'never' "
+                        "(use --set outputs.overwrite=replace to replace it)")
+    parent = out.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"outputs.dir: {parent} is not writable")
+
+
+def publish_dir(staging: Path, out: Path, policy: str) -> None:
+    """Move a finished staging directory to ``out`` (swapping out an old one under 'replace')."""
+    if out.exists() and any(out.iterdir()):
+        if policy == "never":
+            raise UserError(f"outputs.dir: {out} appeared while tuning and outputs.overwrite is 'never'; "
+                            f"the results are left in {staging}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+
+
+def _model_json(model: ResolvedModel, recipe: Recipe, source_sha256: str, passes: list[str]) -> str:
+    meta: dict[str, Any] = model.meta.to_dict()
+    meta["tokenizer"] = "spm.model" if model.tokenizer_path else None
+    meta["model"] = {**(meta.get("model") or {}), "graph": GRAPH_NAME, "quantized": "int8", "backend": recipe.backend,
+                     "source_sha256": source_sha256, "passes": passes, "runtime": recipe.runtime.model_dump()}
+    return json.dumps(meta, indent=2) + "\n"
+
+
+def _write_model(staging: Path, out_dir: Path, report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe,
+                 recipe_path: Path) -> TuneReport:
+    """The INT8 graph, its model.json, tokenizer and manifest; returns the report with the graph's path."""
+    atomic_write(staging / GRAPH_NAME, graph_def.SerializeToString(deterministic=True), gzip_level=6)
+    applied = list(recipe.passes) if report.passes is not None and report.passes.accepted else []
+    atomic_write(staging / "model.json", _model_json(model, recipe, report.model.sha256, applied))
+    if model.tokenizer_path:
+        atomic_write(staging / "spm.model", Path(model.tokenizer_path).read_bytes())
+    report = report.model_copy(update={"int8": report.int8.model_copy(update={"graph": str(out_dir / GRAPH_NAME)})})
+    manifest = manifest_from_report(report, out_dir=out_dir, graph=staging / GRAPH_NAME, fp32_graph=model.graph_path,
+                                    recipe=recipe_path, src_lang=recipe.data.src_lang, tgt_lang=recipe.data.tgt_lang,
+                                    isa=isa_class())
+    write_manifest(manifest, staging / "manifest.json")
+    return report
+
+
+def publish(report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe, recipe_path: Path) -> TuneReport:
+    """Stage 9: report (and, for a passing tune, the model) into ``recipe.outputs.dir`` atomically."""
+    out_dir = Path(recipe.outputs.dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700 directories
+    try:
+        if report.passed:
+            report = _write_model(staging, out_dir, report, graph_def, model, recipe, recipe_path)
+        atomic_write(staging / "recipe.resolved.yaml", dump_recipe(recipe))
+        atomic_write(staging / "report.json", report.to_json())
+        atomic_write(staging / "report.md", render_markdown(report))
+        publish_dir(staging, out_dir, recipe.outputs.overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report

@@ -1,0 +1,480 @@
+"""The stages of ``inc-mt tune``, each a function with typed inputs and outputs, testable alone.
+
+inputs -> FP32 baseline -> calibration -> quantization plan -> search -> passes -> held-out -> report
+(-> publish, in :mod:`inc_transformer_mt.tune.publish`). :func:`inc_transformer_mt.tune.pipeline.run_tune`
+calls them in that order and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.env import library_versions, machine_info
+from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.metrics.criterion import Criterion
+from inc_transformer_mt.model.graph import ResolvedModel
+from inc_transformer_mt.recipe import Recipe, load_recipe, resolve_paths
+from inc_transformer_mt.recipe.schema import SplitSpec
+from inc_transformer_mt.report.tune_report import (
+    CalibrationInfo,
+    CriterionInfo,
+    HeldoutInfo,
+    Int8Info,
+    ModelInfo,
+    PassesInfo,
+    PrecisionCount,
+    SensitivityRecord,
+    SetInfo,
+    TrialRecord,
+    TuneReport,
+)
+from inc_transformer_mt.tune.tuner import TuneOutcome
+
+__all__ = [
+    "Baseline",
+    "Calibration",
+    "QuantPlan",
+    "Search",
+    "TuneInputs",
+    "build_report",
+    "calibrate",
+    "fp32_baseline",
+    "load_inputs",
+    "plan_quantization",
+    "run_passes",
+    "score_heldout",
+    "search",
+]
+
+logger = logging.getLogger(__name__)
+Log = Callable[[str], None]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where FP32 baselines are cached (``$INC_MT_CACHE`` or ``~/.cache/inc_transformer_mt``)."""
+    return Path(os.environ.get("INC_MT_CACHE", Path.home() / ".cache" / "inc_transformer_mt"))
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+@dataclass
+class Sentences:
+    source: list[str]
+    reference: list[str]
+
+
+@dataclass
+class TuneInputs:
+    """Everything a tune reads: the resolved recipe, the FP32 model, and the three sentence sets."""
+
+    recipe_path: Path
+    recipe: Recipe
+    model: ResolvedModel
+    graph_bytes: bytes
+    calibration: Sentences
+    tuning: Sentences
+    heldout: Sentences | None
+
+    def translate(self, translator, sentences: Sequence[str], name: str) -> list[str]:
+        """Translate with the recipe's batch settings (every stage translates through this)."""
+        d = self.recipe.data
+        return translator.translate(sentences, max_tokens=d.max_tokens, max_sentences=d.max_sentences,
+                                    source_name=name, progress=False)
+
+    @property
+    def criterion(self) -> Criterion:
+        c = self.recipe.tuning.criterion
+        return Criterion(c.type, c.max_drop)
+
+
+def load_split(recipe: Recipe, spec: SplitSpec, key: str) -> Sentences:
+    """The sentences of one recipe data slice; a UserError naming ``data.<key>`` when it is too short."""
+    from inc_transformer_mt.data.corpus import multi30k_split, read_parallel
+
+    d = recipe.data
+    if spec.split is not None:
+        src_path = multi30k_split(spec.split, d.src_lang, d.data_dir)
+        ref_path = multi30k_split(spec.split, d.tgt_lang, d.data_dir)
+    else:
+        src_path, ref_path = Path(spec.source), Path(spec.reference)
+    src, ref = read_parallel(src_path, ref_path)
+    if spec.start + spec.size > len(src):
+        raise UserError(f"data.{key}: start {spec.start} + size {spec.size} is past the end of {src_path} "
+                        f"({len(src)} sentences)")
+    end = spec.start + spec.size
+    return Sentences(src[spec.start:end], ref[spec.start:end])
+
+
+def load_recipe_file(recipe_path: Path, overrides: Sequence[str]) -> Recipe:
+    return resolve_paths(load_recipe(recipe_path, overrides), recipe_path.resolve().parent)
+
+
+def load_inputs(recipe_path: Path, recipe: Recipe) -> TuneInputs:
+    """Stage 1: the FP32 model and the calibration, tuning and held-out sentences."""
+    from inc_transformer_mt.model.graph import resolve_model
+
+    m = recipe.model
+    model = resolve_model(m.path, input_tensor=m.input_tensor, output_tensor=m.output_tensor, tokenizer=m.tokenizer)
+    graph_bytes = model.graph_path.read_bytes() if model.graph_path.is_file() else b""
+    d = recipe.data
+    return TuneInputs(recipe_path=recipe_path, recipe=recipe, model=model, graph_bytes=graph_bytes,
+                      calibration=load_split(recipe, d.calibration, "calibration"),
+                      tuning=load_split(recipe, d.tuning, "tuning"),
+                      heldout=load_split(recipe, d.heldout, "heldout") if d.heldout is not None else None)
+
+
+# -------------------------------------------------------------------------------------------- baseline
+@dataclass
+class Baseline:
+    hyps: list[str]
+    bleu: float
+    signature: str
+    cached: bool
+
+
+def _read_cached_hyps(path: Path, expected: int) -> list[str] | None:
+    """Cached FP32 outputs, or None when the file is missing or not a list of ``expected`` strings."""
+    try:
+        hyps = json.loads(path.read_text())["hyps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(hyps, list) or len(hyps) != expected or not all(isinstance(h, str) for h in hyps):
+        return None
+    return hyps
+
+
+def fp32_baseline(inputs: TuneInputs, fp32, log: Log) -> Baseline:
+    """Stage 2: FP32 outputs and BLEU on the tuning set (cached by graph, data, batching and library versions)."""
+    from inc_transformer_mt.metrics.bleu import score as bleu_score
+
+    d, tuning = inputs.recipe.data, inputs.tuning
+    key = _sha256(inputs.graph_bytes + json.dumps([inputs.model.meta.to_dict(), tuning.source, tuning.reference,
+                                                   d.max_tokens, d.max_sentences, library_versions()]).encode())
+    cache_file = cache_dir() / "baseline" / f"{key}.json"
+    hyps = _read_cached_hyps(cache_file, len(tuning.source))
+    cached = hyps is not None
+    if cached:
+        log(f"FP32 baseline: cached ({cache_file})")
+    else:
+        hyps = inputs.translate(fp32, tuning.source, "tuning source")
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache_file, json.dumps({"hyps": hyps}))
+        except (OSError, UserError):
+            logger.warning("could not write the baseline cache %s", cache_file)
+    bleu = bleu_score(hyps, tuning.reference)
+    log(f"FP32 BLEU on the tuning set ({len(tuning.source)} sentences): {bleu.score:.2f}")
+    return Baseline(hyps=hyps, bleu=bleu.score, signature=bleu.signature, cached=cached)
+
+
+# ----------------------------------------------------------------------------------------- calibration
+@dataclass
+class Calibration:
+    """Statistics of every MatMul input over the calibration run, and the ranges chosen from them."""
+
+    batches: list[Any]  # int32 arrays, length-sorted
+    stats: Any  # quant.calibrate.CalibrationData
+    tensor_range: dict[str, tuple[float, float]]
+    matmul_range: dict[str, tuple[float, float]]
+    requant_range: dict[str, tuple[float, float]]
+    flops: dict[str, float]  # MatMul -> FLOPs over the calibration run
+
+    @property
+    def matmuls(self) -> list[str]:
+        return sorted(self.stats.matmul_input)
+
+
+def _matmul_flops(graph_def, stats) -> dict[str, float]:
+    """FLOPs per MatMul over the calibration run: 2 * (elements of its input = rows * K) * N.
+
+    N is read as the last dimension of the weight constant (see issue 11: wrong for transpose_b MatMuls).
+    """
+    from inc_transformer_mt.model.analysis import const_shape, source_node
+
+    by_name = {n.name: n for n in graph_def.node}
+    out = {}
+    for mm, tensor in stats.matmul_input.items():
+        n = const_shape(source_node(by_name, by_name[mm].input[1]))[-1]
+        out[mm] = 2.0 * float(stats.stats[tensor].hist.sum()) * n
+    return out
+
+
+def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
+    """Stage 3: activation statistics over the calibration sentences (every decode step) and their ranges."""
+    from inc_transformer_mt.data.batching import pad_batch
+    from inc_transformer_mt.quant.calibrate import collect_stats
+    from inc_transformer_mt.quant.inc_bridge import requant_targets
+    from inc_transformer_mt.quant.kl import kl_range
+
+    t = time.perf_counter()
+    cal = inputs.recipe.calibration
+    ids = fp32.encode(inputs.calibration.source, "calibration source")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = [pad_batch([ids[i] for i in order[k:k + cal.batch_size]], inputs.model.meta.pad_id)
+               for k in range(0, len(order), cal.batch_size)]
+    gd = fp32.graph_def
+    stats = collect_stats(gd, fp32.input_name, fp32.output_name, batches, bins=cal.bins)
+    tensor_range = {t_: kl_range(s, cal.kl_mode) if cal.method == "kl" else (s.minimum, s.maximum)
+                    for t_, s in stats.stats.items()}
+    result = Calibration(
+        batches=batches, stats=stats, tensor_range=tensor_range,
+        matmul_range={mm: tensor_range[t_] for mm, t_ in stats.matmul_input.items()},
+        requant_range={mm: tensor_range[t_] for mm, t_ in requant_targets(gd, stats.matmul_input).items()},
+        flops=_matmul_flops(gd, stats))
+    mode = f"/{cal.kl_mode}" if cal.method == "kl" else ""
+    log(f"calibration: {stats.sentences} sentences, {len(stats.stats)} MatMul input tensors "
+        f"({cal.method}{mode}), {time.perf_counter() - t:.0f} s")
+    return result
+
+
+# ------------------------------------------------------------------------------------ quantization plan
+@dataclass(frozen=True)
+class QuantPlan:
+    """Which MatMuls the recipe's rules allow in INT8 (candidates) and which they keep FP32 (forced)."""
+
+    candidates: list[str]
+    forced_fp32: list[str]
+
+
+def plan_quantization(recipe: Recipe, matmuls: Sequence[str]) -> QuantPlan:
+    """Stage 4: apply the recipe's op-wise rules, in order, to the graph's MatMuls."""
+    decision = dict.fromkeys(matmuls, "int8")
+    for rule in recipe.quantization.rules:
+        if rule.op_type == "MatMul":
+            decision = dict.fromkeys(matmuls, rule.dtype)
+        elif rule.op_name is not None:
+            rx = re.compile(rule.op_name)
+            decision.update({mm: rule.dtype for mm in matmuls if rx.match(mm)})
+    candidates = sorted(mm for mm, v in decision.items() if v == "int8")
+    if not candidates:
+        raise UserError("quantization.rules: the rules leave no MatMul in int8")
+    return QuantPlan(candidates=candidates, forced_fp32=sorted(mm for mm, v in decision.items() if v == "fp32"))
+
+
+# ---------------------------------------------------------------------------------------------- search
+@dataclass
+class QuantizedGraph:
+    """What quantizing one trial's graph reported (the graph itself is kept only by the tuner's outcome)."""
+
+    precision: dict[str, str]
+    ranges_replaced: int
+    enter_fixes: int
+
+
+@dataclass
+class Search:
+    """The tuner's outcome plus what each kept graph's quantization reported."""
+
+    outcome: TuneOutcome
+    graphs: dict[int, QuantizedGraph] = field(default_factory=dict)  # id(graph_def) -> details
+
+    @property
+    def chosen(self):
+        """(trial, graph, details) of the passing trial, else of the closest one, else (None, None, None)."""
+        o = self.outcome
+        trial, gd = (o.best, o.best_model) if o.best is not None else (o.closest, o.closest_model)
+        return (trial, gd, self.graphs[id(gd)]) if trial is not None else (None, None, None)
+
+
+class _TrialRunner:
+    """The tuner's three callbacks (quantize, evaluate, rank) over one FP32 model and calibration."""
+
+    def __init__(self, inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibration, plan: QuantPlan,
+                 search: Search, log: Log):
+        self.inputs, self.fp32, self.baseline, self.cal, self.plan = inputs, fp32, baseline, calibration, plan
+        self.search, self.log = search, log
+        self.total_flops = sum(calibration.flops.values()) or 1.0
+
+    def quantize(self, fp32_ops: list[str]):
+        from inc_transformer_mt.model.analysis import graph_format, matmul_precision
+        from inc_transformer_mt.quant.inc_bridge import inc_quantize
+
+        r, fp32, kl = self.inputs.recipe, self.fp32, self.inputs.recipe.calibration.method == "kl"
+        score = self.inputs.model.meta.score_tensor
+        res = inc_quantize(fp32.graph_def, input_names=[fp32.input_name],
+                           output_names=[fp32.output_name] + ([score] if score else []), backend=r.backend,
+                           calib_batches=self.cal.batches, fp32_ops=fp32_ops,
+                           ranges=self.cal.matmul_range if kl else None,
+                           requant_ranges=self.cal.requant_range if kl else None,
+                           weight_granularity=r.quantization.weight_granularity)
+        prec = matmul_precision(res.graph_def, self.cal.matmuls)
+        self.search.graphs[id(res.graph_def)] = QuantizedGraph(prec, len(res.replaced_ranges), res.enter_fixes)
+        n8 = sum(v == "int8" for v in prec.values())
+        share = sum(self.cal.flops[mm] for mm, v in prec.items() if v == "int8") / self.total_flops
+        return res.graph_def, n8, share, graph_format(res.graph_def)
+
+    def evaluate(self, graph_def) -> float:
+        return _bleu_of(self.inputs, graph_def, self.inputs.tuning)
+
+    def rank(self):
+        from inc_transformer_mt.inference.translate import Translator
+        from inc_transformer_mt.metrics.bleu import score as bleu_score
+        from inc_transformer_mt.quant.sensitivity import fake_quant_graph, rank_units, units
+
+        tuning = self.inputs.recipe.tuning
+        n = min(tuning.sensitivity_sentences, len(self.inputs.tuning.source))
+        src, ref_hyps = self.inputs.tuning.source[:n], self.baseline.hyps[:n]
+
+        def measure(ops):
+            with Translator(self.inputs.model, graph_def=fake_quant_graph(self.fp32.graph_def, self.cal.matmul_range,
+                                                                          ops)) as tr:
+                hyps = self.inputs.translate(tr, src, "tuning source")
+            return 100.0 - bleu_score(hyps, ref_hyps).score
+
+        self.log(f"trial 1 missed the criterion: measuring the sensitivity of each {tuning.granularity} "
+                 f"on {n} sentences")
+        ranking = rank_units(units(self.plan.candidates, tuning.granularity), measure, time.perf_counter)
+        for s in ranking[:5]:
+            self.log(f"  {s.unit}: {s.score:.2f}")
+        return ranking
+
+
+def _bleu_of(inputs: TuneInputs, graph_def, sentences: Sentences) -> float:
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.metrics.bleu import score as bleu_score
+
+    with Translator(inputs.model, graph_def=graph_def) as tr:
+        hyps = inputs.translate(tr, sentences.source, "tuning source")
+    return bleu_score(hyps, sentences.reference).score
+
+
+def search(inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibration, plan: QuantPlan,
+           log: Log) -> Search:
+    """Stage 5: INC quantization per trial, BLEU per trial, sensitivity fallback until the criterion holds."""
+    from inc_transformer_mt.tune.tuner import Tuner
+
+    t = inputs.recipe.tuning
+    result = Search(outcome=TuneOutcome(baseline=baseline.bleu, criterion=inputs.criterion))
+    runner = _TrialRunner(inputs, fp32, baseline, calibration, plan, result, log)
+    tuner = Tuner(baseline=baseline.bleu, criterion=inputs.criterion, quantize=runner.quantize,
+                  evaluate=runner.evaluate, rank=runner.rank, candidate_ops=plan.candidates,
+                  forced_fp32=plan.forced_fp32, max_trials=t.max_trials, time_budget_s=t.time_budget_min * 60.0,
+                  fallback=t.fallback, clock=time.perf_counter, log=log)
+    result.outcome = tuner.run()
+    kept = {id(result.outcome.best_model), id(result.outcome.closest_model)}
+    result.graphs = {k: v for k, v in result.graphs.items() if k in kept}  # drop the other trials' graphs
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- passes
+@dataclass
+class PassesOutcome:
+    info: PassesInfo
+    graph_def: Any  # the graph with the passes when accepted, else the input graph
+    bleu: float  # tuning BLEU of graph_def
+
+
+def run_passes(inputs: TuneInputs, graph_def, bleu_before: float, baseline: Baseline, log: Log) -> PassesOutcome:
+    """Stage 6: the recipe's graph passes; BLEU measured again; kept only if the criterion still holds."""
+    from inc_transformer_mt.passes import apply_passes
+
+    names = list(inputs.recipe.passes)
+    new, reports = apply_passes(graph_def, names)
+    after = _bleu_of(inputs, new, inputs.tuning)
+    accepted = inputs.criterion.passes(baseline.bleu, after)
+    log(f"passes {', '.join(names)}: tuning BLEU {bleu_before:.2f} -> {after:.2f} "
+        f"({'kept' if accepted else 'rejected: criterion no longer holds, model written without them'})")
+    info = PassesInfo(names=names, reports=reports, tuning_bleu_before=round(bleu_before, 2),
+                      tuning_bleu_after=round(after, 2), drop_after=round(baseline.bleu - after, 2),
+                      accepted=accepted)
+    return PassesOutcome(info=info, graph_def=new if accepted else graph_def, bleu=after if accepted else bleu_before)
+
+
+# -------------------------------------------------------------------------------------------- held-out
+def score_heldout(inputs: TuneInputs, fp32, graph_def, int8_model: str) -> HeldoutInfo | None:
+    """Stage 7: FP32 and INT8 BLEU on the held-out set (information only: never a decision)."""
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.metrics.bleu import score as bleu_score
+
+    held, spec = inputs.heldout, inputs.recipe.data.heldout
+    if held is None or spec is None:
+        return None
+    fp32_bleu = bleu_score(inputs.translate(fp32, held.source, "held-out source"), held.reference).score
+    with Translator(inputs.model, graph_def=graph_def) as tr:
+        int8_bleu = bleu_score(inputs.translate(tr, held.source, "held-out source"), held.reference).score
+    return HeldoutInfo(**spec.model_dump(), sentences=len(held.source), fp32_bleu=round(fp32_bleu, 2),
+                       int8_bleu=round(int8_bleu, 2), drop=round(fp32_bleu - int8_bleu, 2), int8_model=int8_model)
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _precision_census(fp32_graph_def, precision: dict[str, str]) -> tuple[PrecisionCount, dict]:
+    """MatMuls by precision and loop frame; the other compute types as counted in the FP32 graph (INC 3.10
+    quantizes none of them on CPU: the recipe schema rejects int8 for them)."""
+    from inc_transformer_mt.model.analysis import loop_nodes, op_census
+
+    loop = loop_nodes(fp32_graph_def)
+    mm = PrecisionCount()
+    for name, v in precision.items():
+        count = getattr(mm, v)
+        if name in loop:
+            count.inside_loop += 1
+        else:
+            count.outside_loop += 1
+    fp32_census = op_census(fp32_graph_def).to_dict()["ops"]
+    census: dict[str, PrecisionCount] = {"MatMul": mm}
+    for op in ("BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"):
+        c = fp32_census.get(op, {"outside_loop": 0, "inside_loop": 0})
+        census[op] = PrecisionCount(fp32={"outside_loop": c["outside_loop"], "inside_loop": c["inside_loop"]})
+    return mm, census
+
+
+def int8_info(fp32, trial, graph: QuantizedGraph, graph_def, bleu: float, drop: float, matmuls: int) -> Int8Info:
+    """What the report says about one quantized graph (``graph_def``: after the passes, when kept)."""
+    from inc_transformer_mt.model.analysis import op_census
+
+    mm_census, census = _precision_census(fp32.graph_def, graph.precision)
+    return Int8Info(tuning_bleu=round(bleu, 2), drop=round(drop, 2), trial=trial.index,
+                    matmuls_int8=trial.int8_ops, matmuls_total=matmuls,
+                    matmul_flops_int8_share=round(trial.int8_flops_share, 4), matmul_precision=graph.precision,
+                    matmul_census=mm_census, precision_census=census, op_census=op_census(graph_def).to_dict(),
+                    ranges_replaced=graph.ranges_replaced, enter_fixes=graph.enter_fixes)
+
+
+def _calibration_info(recipe: Recipe, cal: Calibration) -> CalibrationInfo:
+    c, stats = recipe.calibration, cal.stats
+    ranges = {}
+    for t_, s in sorted(stats.stats.items()):
+        lo, hi, r = s.minimum, s.maximum, cal.tensor_range[t_]
+        ranges[t_] = {"observed": [round(lo, 5), round(hi, 5)], "chosen": [round(r[0], 5), round(r[1], 5)],
+                      "kept_fraction": round((r[1] - r[0]) / (hi - lo), 4) if hi > lo else 1.0}
+    return CalibrationInfo(method=c.method, kl_mode=c.kl_mode if c.method == "kl" else None, bins=c.bins,
+                           sentences=stats.sentences, batches=stats.batches, tensors=len(stats.stats), ranges=ranges)
+
+
+def build_report(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, found: Search, *,
+                 int8: Int8Info | None, passes: PassesInfo | None, heldout: HeldoutInfo | None,
+                 walls: dict[str, float]) -> TuneReport:
+    """Stage 8: the typed report of the whole run."""
+    o, recipe = found.outcome, inputs.recipe
+    crit = inputs.criterion
+    passed = o.best is not None
+    return TuneReport(
+        status="passed" if passed else "failed", recipe=str(inputs.recipe_path),
+        model=ModelInfo(path=str(inputs.model.graph_path), sha256=_sha256(inputs.graph_bytes),
+                        input_tensor=fp32.input_name, output_tensor=fp32.output_name),
+        backend=recipe.backend,
+        criterion=CriterionInfo(type=crit.type, max_drop=crit.max_drop, allowed_drop_bleu=crit.allowed_drop(
+            baseline.bleu), text=crit.describe(baseline.bleu)),
+        signature=baseline.signature,
+        tuning_set=SetInfo(**recipe.data.tuning.model_dump(), sentences=len(inputs.tuning.source)),
+        fp32={"tuning_bleu": round(baseline.bleu, 2)},
+        trials=[TrialRecord(**t.to_dict()) for t in o.trials], stop_reason=o.stop_reason,
+        sensitivity=None if o.ranking is None else [
+            SensitivityRecord(unit=s.unit, ops=s.ops, score=round(s.score, 3), seconds=round(s.seconds, 2))
+            for s in o.ranking],
+        calibration=_calibration_info(recipe, cal), versions=library_versions(), machine=machine_info(),
+        int8=int8 if passed else None, closest_trial=None if passed else int8, passes=passes, heldout=heldout,
+        wall_seconds={k: round(v, 1) for k, v in walls.items()})
