@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.defaults import REGRESS_SPEED_REPS
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.report.manifest import (
     MANIFEST_NAME,
@@ -39,7 +40,7 @@ __all__ = ["Check", "RegressResult", "junit_xml", "render_table", "run_regress",
 @dataclass
 class Check:
     name: str
-    status: str  # "pass" | "fail" | "skipped"
+    status: str  # "pass" | "fail" | "skipped" | "warn" (shown, does not fail the run)
     measured: Any = None
     expected: Any = None
     detail: str = ""
@@ -81,6 +82,8 @@ def junit_xml(result: RegressResult) -> str:
             ET.SubElement(case, "failure", message=text[:300]).text = text
         elif c.status == "skipped":
             ET.SubElement(case, "skipped", message=c.detail)
+        elif c.status == "warn":
+            ET.SubElement(case, "system-out").text = f"warning: {text}"
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
@@ -110,23 +113,46 @@ def _load_pair(data: EvalSet, base: Path) -> tuple[list[str], list[str]]:
     return s[data.start: data.start + data.size], r[data.start: data.start + data.size]
 
 
+def _recipe_check(manifest: Manifest, base: Path) -> Check:
+    """Warn when the recipe the model was tuned with has changed since (the model may no longer be what the
+    recipe makes); skipped when the manifest names no recipe or the file is not there."""
+    if manifest.recipe is None or manifest.recipe_sha256 is None:
+        return Check("recipe_sha256", "skipped", detail="the manifest names no recipe file")
+    path = base / manifest.recipe
+    if not path.is_file():
+        return Check("recipe_sha256", "skipped", detail=f"recipe {path} not found")
+    digest = sha256_file(path)
+    if digest == manifest.recipe_sha256:
+        return Check("recipe_sha256", "pass", digest[:16], manifest.recipe_sha256[:16])
+    return Check("recipe_sha256", "warn", digest[:16], manifest.recipe_sha256[:16],
+                 f"{manifest.recipe} changed since this model was tuned; re-tune (and re-baseline) to ship what "
+                 "the recipe now makes")
+
+
 def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, *, limit: int | None = None,
-                speed: bool = False, speed_reps: int = 3, rebaseline: bool = False,
+                speed: bool = False, speed_reps: int = REGRESS_SPEED_REPS, rebaseline: bool = False,
+                input_tensor: str | None = None, output_tensor: str | None = None, tokenizer: str | None = None,
                 log: Callable[[str], None] = lambda s: None) -> RegressResult:
+    """Re-measure a tuned model against its manifest (see the module docstring).
+
+    ``input_tensor`` / ``output_tensor`` / ``tokenizer`` override the models' model.json (both models).
+    """
+    from inc_transformer_mt.env import isa_class
     from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.metrics.bleu import score as bleu_score
-    from inc_transformer_mt.model.graph import resolve_model
-    from inc_transformer_mt.env import isa_class
     from inc_transformer_mt.model.analysis import matmul_precision
+    from inc_transformer_mt.model.graph import resolve_model
+
+    overrides = {"input_tensor": input_tensor, "output_tensor": output_tensor, "tokenizer": tokenizer}
 
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
     manifest_path = Path(manifest_path) if manifest_path else model_dir / MANIFEST_NAME
     manifest = load_manifest(manifest_path)
     base = manifest_path.resolve().parent
-    int8_model = resolve_model(model_dir)
+    int8_model = resolve_model(model_dir, **overrides)
     fp32_path = base / manifest.model.fp32_model
-    fp32_model = resolve_model(fp32_path)
+    fp32_model = resolve_model(fp32_path, **overrides)
     graph = int8_model.graph_path
     if not graph.is_file():
         raise UserError(f"{graph}: INT8 model file not found")
@@ -146,6 +172,9 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
                         fp32_digest[:16], manifest.model.fp32_sha256[:16], "" if fp32_digest == manifest.model.fp32_sha256
                         else "the FP32 reference the drop is measured against changed"))
 
+    checks.append(_recipe_check(manifest, base))
+    if checks[-1].status == "warn":
+        log(f"warning: {checks[-1].detail}")
     src, ref = _load_pair(data, base)
     log(f"scoring FP32 and INT8 on {len(src)} sentences"
         + (f" (first {len(src)} of the recorded set: a subset, for the CI budget)" if limit is not None else ""))

@@ -1,0 +1,293 @@
+"""The public Python API: what the ``inc-mt`` commands do, callable from code.
+
+``tune``, ``translate``, ``evaluate``, ``regress`` and ``benchmark`` (exported from the package root). The CLI
+is a thin wrapper: it turns its option groups into the option objects below and calls these functions, so
+both behave the same. TensorFlow is imported only when a function runs a graph.
+
+    >>> import inc_transformer_mt as mt
+    >>> mt.translate(["A dog runs."])                                  # the reference model
+    >>> mt.evaluate(data=mt.DataOptions(split="val", limit=100)).bleu
+    >>> result = mt.tune("recipes/reference_kl.yaml", ["tuning.criterion.max_drop=0.3"])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS, SPLIT, SRC_LANG, TGT_LANG
+from inc_transformer_mt.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inc_transformer_mt.bench.benchmark import BenchmarkReport, Grid
+    from inc_transformer_mt.model.graph import ResolvedModel
+    from inc_transformer_mt.regress.check import RegressResult
+    from inc_transformer_mt.tune.pipeline import TuneResult
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "REFERENCE_INT8",
+    "REFERENCE_MODEL",
+    "DataOptions",
+    "EvaluationResult",
+    "ModelOptions",
+    "RunOptions",
+    "benchmark",
+    "evaluate",
+    "open_translator",
+    "regress",
+    "translate",
+    "tune",
+]
+
+_PACKAGE = Path(__file__).resolve().parent
+REFERENCE_MODEL = _PACKAGE / "reference"
+REFERENCE_INT8 = _PACKAGE / "reference_int8"
+DEFAULT_RECIPE = _PACKAGE.parent / "recipes" / "reference_kl.yaml"
+
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class ModelOptions:
+    """A frozen translation graph: a model directory (with model.json) or a .pb/.pb.gz file, plus overrides
+    of its tensor names and tokenizer (needed for a graph without model.json)."""
+
+    path: str | Path = REFERENCE_MODEL
+    input_tensor: str | None = None
+    output_tensor: str | None = None
+    tokenizer: str | Path | None = None
+
+    def resolve(self) -> ResolvedModel:
+        from inc_transformer_mt.model.graph import resolve_model
+
+        return resolve_model(self.path, input_tensor=self.input_tensor, output_tensor=self.output_tensor,
+                             tokenizer=self.tokenizer)
+
+    def with_path(self, path: str | Path) -> ModelOptions:
+        return ModelOptions(path, self.input_tensor, self.output_tensor, self.tokenizer)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Sentences to translate and score: a Multi30k split, or source (and reference) files."""
+
+    split: str = SPLIT
+    source: str | Path | None = None
+    reference: str | Path | None = None
+    data_dir: str | Path | None = None
+    src_lang: str = SRC_LANG
+    tgt_lang: str = TGT_LANG
+    limit: int | None = None
+
+    def files(self) -> tuple[Path, Path | None, str]:
+        """(source file, reference file or None, a label for reports)."""
+        from inc_transformer_mt.data.corpus import multi30k_split
+
+        if self.source is not None:
+            return Path(self.source), None if self.reference is None else Path(self.reference), str(self.source)
+        if self.reference is not None:
+            raise UserError("--reference needs --source")
+        return (multi30k_split(self.split, self.src_lang, self.data_dir),
+                multi30k_split(self.split, self.tgt_lang, self.data_dir), f"multi30k/{self.split}")
+
+    def load(self, *, need_reference: bool) -> tuple[list[str], list[str] | None, str]:
+        """(sources, references or None, label), cut to ``limit``; a reference is required when asked for."""
+        from inc_transformer_mt.data.corpus import read_lines, read_parallel
+
+        src_path, ref_path, label = self.files()
+        if need_reference and ref_path is None:
+            raise UserError("--source needs --reference here (BLEU is scored against it)")
+        if ref_path is not None:
+            src, ref = read_parallel(src_path, ref_path)
+        else:
+            src, ref = read_lines(src_path, what="source file"), None
+        if self.limit is not None:
+            if self.limit < 1:
+                raise UserError("--limit must be positive")
+            src, ref = src[: self.limit], None if ref is None else ref[: self.limit]
+        return src, ref, label
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a graph. None means: the model's ``runtime`` settings in model.json, else the defaults
+    (in this process, TensorFlow's threads, batches of at most 4096 tokens / 128 sentences)."""
+
+    max_tokens: int | None = None
+    max_sentences: int | None = None
+    streams: int | None = None
+    runtime: str | None = None
+    threads: int | None = None
+    progress: bool | None = False
+
+    def settled(self, model: ResolvedModel) -> RunOptions:
+        """Every None filled in from the model's model.json runtime settings, else the defaults."""
+        rt = (model.meta.model or {}).get("runtime") or {}
+        out = RunOptions(
+            max_tokens=self.max_tokens if self.max_tokens is not None else int(rt.get("max_tokens", MAX_TOKENS)),
+            max_sentences=self.max_sentences if self.max_sentences is not None else int(rt.get("max_sentences",
+                                                                                              MAX_SENTENCES)),
+            streams=self.streams if self.streams is not None else int(rt.get("streams", 1)),
+            runtime=self.runtime, threads=self.threads if self.threads is not None else int(rt.get(
+                "threads_per_stream", 0)), progress=self.progress)
+        if out.max_tokens < 1 or out.max_sentences < 1:
+            raise UserError("--max-tokens and --max-sentences must be positive")
+        if out.streams < 1 or out.threads < 0:
+            raise UserError("--streams must be at least 1 and --threads 0 or more")
+        return out
+
+
+class _PoolTranslator:
+    """A StreamPool behind the Translator interface (``translate``, ``stats``, ``model``, context manager)."""
+
+    def __init__(self, pool):
+        from inc_transformer_mt.inference.streams import RunStats
+
+        self.pool, self.model, self.stats = pool, pool.model, RunStats()
+
+    def translate(self, sentences, *, max_tokens, max_sentences, source_name, progress=None):
+        return self.pool.translate(sentences, source_name=source_name, stats=self.stats, max_tokens=max_tokens,
+                                   max_sentences=max_sentences)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.close()
+
+
+def open_translator(model: ResolvedModel, run: RunOptions):
+    """A Translator in this process or, with several streams or a named runtime, a pool of pinned streams.
+    ``run`` must be :meth:`RunOptions.settled`."""
+    if run.streams > 1 or run.runtime is not None:
+        from inc_transformer_mt.inference.streams import StreamPool, StreamSpec
+
+        rt = (model.meta.model or {}).get("runtime") or {}
+        spec = StreamSpec(streams=run.streams, threads=run.threads, runtime=run.runtime or rt.get("runtime", "itex"),
+                          max_tokens=run.max_tokens, max_sentences=run.max_sentences)
+        return _PoolTranslator(StreamPool(model, spec))
+    from inc_transformer_mt.inference.translate import Translator
+
+    return Translator(model, intra_threads=run.threads, inter_threads=run.threads)
+
+
+def _run(translator, sentences: Sequence[str], run: RunOptions, name: str) -> list[str]:
+    return translator.translate(sentences, max_tokens=run.max_tokens, max_sentences=run.max_sentences,
+                                source_name=name, progress=run.progress)
+
+
+# ------------------------------------------------------------------------------------------- functions
+def tune(recipe: str | Path, overrides: Sequence[str] = (), *, log: Log = print) -> TuneResult:
+    """Tune the recipe's model to INT8 until the BLEU criterion holds; the result holds the typed report.
+
+    ``overrides`` are ``KEY=VALUE`` strings, as ``inc-mt tune --set``. Nothing is written on bad input
+    (UserError); a failed criterion still writes the report (``result.passed`` is False).
+    """
+    from inc_transformer_mt.tune.pipeline import run_tune
+
+    return run_tune(recipe, list(overrides), log=log)
+
+
+def translate(sentences: Sequence[str], *, model: ModelOptions = ModelOptions(), run: RunOptions = RunOptions(),
+              source_name: str = "input") -> list[str]:
+    """Translations of ``sentences``, in input order."""
+    resolved = model.resolve()
+    run = run.settled(resolved)
+    with open_translator(resolved, run) as translator:
+        return _run(translator, list(sentences), run, source_name)
+
+
+@dataclass
+class EvaluationResult:
+    model: str
+    dataset: str
+    source: str
+    reference: str
+    sentences: int
+    bleu: float
+    signature: str
+    bleu_details: dict[str, Any]
+    seconds: float
+    sentences_per_second: float | None
+    batches: int
+    hypotheses: list[str] = field(repr=False, default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["hypotheses"]
+        return out
+
+
+def evaluate(*, model: ModelOptions = ModelOptions(), data: DataOptions = DataOptions(),
+             run: RunOptions = RunOptions(), hyp_out: str | Path | None = None) -> EvaluationResult:
+    """Translate a test set and score it with sacreBLEU (signature included)."""
+    from inc_transformer_mt.metrics.bleu import score
+
+    src, ref, label = data.load(need_reference=True)
+    source, reference, _ = data.files()
+    resolved = model.resolve()
+    run = run.settled(resolved)
+    with open_translator(resolved, run) as translator:
+        start = time.perf_counter()
+        hyps = _run(translator, src, run, str(source))
+        seconds = time.perf_counter() - start
+        batches = translator.stats.batches
+    bleu = score(hyps, ref)
+    if hyp_out:
+        atomic_write(Path(hyp_out), "".join(h + "\n" for h in hyps))
+    return EvaluationResult(model=str(resolved.graph_path), dataset=label, source=str(source),
+                            reference=str(reference), sentences=len(src), bleu=round(bleu.score, 2),
+                            signature=bleu.signature, bleu_details=bleu.to_dict(), seconds=round(seconds, 2),
+                            sentences_per_second=round(len(src) / seconds, 2) if seconds else None,
+                            batches=batches, hypotheses=hyps)
+
+
+def regress(model_dir: str | Path, manifest: str | Path | None = None, *, model: ModelOptions = ModelOptions(),
+            limit: int | None = None, speed: bool = False, speed_reps: int | None = None, rebaseline: bool = False,
+            log: Log = lambda s: None) -> RegressResult:
+    """Re-measure a tuned model against its manifest; ``result.passed`` / ``result.checks`` say what moved.
+
+    Only ``model``'s tensor names and tokenizer are used (they override both models' model.json).
+    """
+    from inc_transformer_mt.defaults import REGRESS_SPEED_REPS
+    from inc_transformer_mt.regress.check import run_regress
+
+    return run_regress(model_dir, manifest, limit=limit, speed=speed,
+                       speed_reps=REGRESS_SPEED_REPS if speed_reps is None else speed_reps, rebaseline=rebaseline,
+                       input_tensor=model.input_tensor, output_tensor=model.output_tensor,
+                       tokenizer=None if model.tokenizer is None else str(model.tokenizer), log=log)
+
+
+def benchmark(models: Sequence[tuple[str, ModelOptions]] | None = None, *, data: DataOptions = DataOptions(),
+              grid: Grid | None = None, reps: int | None = None, search_sentences: int | None = None,
+              latency_sentences: int | None = None, command: str = "", log: Log | None = None) -> BenchmarkReport:
+    """FP32 and INT8 side by side, each with its best runtime/stream/batch setting (see bench/benchmark.py).
+
+    ``models``: (label, model) pairs; default the reference FP32 model and the committed INT8 one.
+    """
+    from inc_transformer_mt.bench.benchmark import Grid, ModelArg, run_benchmark
+    from inc_transformer_mt.defaults import BENCH_LATENCY_SENTENCES, BENCH_REPS, BENCH_SEARCH_SENTENCES
+
+    if models is None:
+        models = [("fp32", ModelOptions(REFERENCE_MODEL)), ("int8", ModelOptions(REFERENCE_INT8))]
+    resolved = []
+    for label, m in models:
+        r = m.resolve()
+        if not r.graph_path.is_file():
+            raise UserError(f"{r.graph_path}: model file not found")
+        resolved.append(ModelArg(label, r))
+    sources, refs, name = data.load(need_reference=False)
+    beam = (resolved[0].model.meta.model or {}).get("beam_size") if resolved else None
+    if data.source is None:
+        name = f"{name} {data.src_lang}-{data.tgt_lang}"
+    return run_benchmark(
+        resolved, sources, refs, grid=grid or Grid(), reps=BENCH_REPS if reps is None else reps,
+        search_sentences=BENCH_SEARCH_SENTENCES if search_sentences is None else search_sentences,
+        latency_sentences=BENCH_LATENCY_SENTENCES if latency_sentences is None else latency_sentences,
+        command=command, dataset={"name": name, "sentences": len(sources), "beam_size": beam}, log=log)

@@ -1,0 +1,43 @@
+"""``inc-mt recipe validate|show|schema``: check a tuning recipe, show it resolved, print its JSON schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+NAME = "recipe"
+HELP = "check a tuning recipe, show it resolved, or print its JSON schema"
+QUIET_TENSORFLOW = False
+
+
+def add_arguments(p) -> None:
+    from inc_transformer_mt.cli.commands.tune import add_set_option
+
+    sub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    for name, text in (("validate", "check a recipe (exit 0 valid, 2 invalid, naming key and line)"),
+                       ("show", "print the recipe with defaults filled in and paths resolved")):
+        r = sub.add_parser(name, help=text)
+        r.add_argument("recipe", help="recipe YAML file")
+        add_set_option(r)
+        if name == "show":
+            r.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    sub.add_parser("schema", help="print the recipe JSON schema")
+
+
+def run(args) -> int:
+    from inc_transformer_mt.recipe import dump_recipe, load_recipe, recipe_json_schema, resolve_paths
+
+    if args.recipe_command == "schema":
+        sys.stdout.write(recipe_json_schema())
+        return 0
+    recipe = load_recipe(args.recipe, args.set or ())
+    if args.recipe_command == "validate":
+        print(f"ok: {args.recipe} is a valid recipe")
+        return 0
+    resolved = resolve_paths(recipe, Path(args.recipe).resolve().parent)
+    if args.json:
+        print(json.dumps(resolved.model_dump(mode="json"), indent=2))
+    else:
+        sys.stdout.write(dump_recipe(resolved))
+    return 0
