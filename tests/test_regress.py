@@ -90,7 +90,21 @@ def test_untouched_model_passes_and_writes_junit(tuned_tiny, tmp_path, capsys):
     code, result = _regress(tuned_tiny, "--junit", str(junit), capsys=capsys)
     assert code == 0 and result["status"] == "pass" and not _failed(result)
     suite = ET.parse(junit).getroot()
-    assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests")) == 7
+    assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests")) == 8
+    assert {c["name"]: c["status"] for c in result["checks"]}["recipe_sha256"] == "pass"
+
+
+def test_changed_recipe_is_a_warning_not_a_failure(tuned_tiny, tmp_path, capsys):
+    bad = _copy(tuned_tiny, tmp_path / "recipe_changed")
+    m = json.loads((bad / "manifest.json").read_text())
+    recipe = bad.parent / "changed_recipe.yaml"
+    recipe.write_text((bad / m["recipe"]).read_text() + "# edited after tuning\n")
+    m["recipe"] = "../changed_recipe.yaml"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    code, result = _regress(bad, capsys=capsys)
+    checks = {c["name"]: c for c in result["checks"]}
+    assert code == 0 and checks["recipe_sha256"]["status"] == "warn"
+    assert "changed since this model was tuned" in checks["recipe_sha256"]["detail"]
 
 
 def test_corrupted_calibration_threshold_is_caught(tuned_tiny, tmp_path, capsys):
