@@ -117,7 +117,7 @@ class DataOptions:
 @dataclass(frozen=True)
 class RunOptions:
     """How to run a graph. None means: the model's ``runtime`` settings in model.json, else the defaults
-    (in this process, TensorFlow's threads, batches of at most 4096 tokens / 128 sentences)."""
+    (in this process, TensorFlow's threads, batches of defaults.MAX_TOKENS tokens / MAX_SENTENCES sentences)."""
 
     max_tokens: int | None = None
     max_sentences: int | None = None

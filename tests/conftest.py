@@ -90,3 +90,32 @@ def eager_sequence_score(params, cfg, src_row, out_row):
     if ended:
         total /= ((5.0 + len(out)) / 6.0) ** cfg.alpha
     return total
+
+
+@pytest.fixture(scope="session")
+def tuned_tiny_result(tmp_path_factory, tiny_model_dir):
+    """The tiny model tuned through the Python API (ITEX, min/max, one trial); references = its own FP32
+    output, so BLEU moves visibly when a test degrades a copy. Used by the API and regress tests."""
+    import inc_transformer_mt as mt
+    from inc_transformer_mt.data.corpus import multi30k_split, read_lines
+
+    work = tmp_path_factory.mktemp("tuned_tiny")
+    src = read_lines(multi30k_split("val", "en"))[:56]
+    hyps = [h if h.strip() else "." for h in mt.translate(src, model=mt.ModelOptions(tiny_model_dir))]
+    (work / "src.en").write_text("".join(s + "\n" for s in src))
+    (work / "ref.de").write_text("".join(h + "\n" for h in hyps))
+    (work / "recipe.yaml").write_text(f"""
+model: {{path: {tiny_model_dir}}}
+data:
+  calibration: {{source: src.en, reference: ref.de, start: 48, size: 8}}
+  tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
+  heldout: {{source: src.en, reference: ref.de, start: 24, size: 24}}
+calibration: {{method: minmax, batch_size: 4}}
+tuning: {{fallback: none, max_trials: 1, criterion: {{type: absolute, max_drop: 100}}}}
+backend: itex
+outputs: {{dir: tuned, overwrite: never}}
+""")
+    os.environ["INC_MT_CACHE"] = str(work / "cache")
+    result = mt.tune(work / "recipe.yaml", log=lambda s: None)
+    assert result.passed, result.report.stop_reason
+    return result

@@ -20,33 +20,8 @@ pytestmark = pytest.mark.tf
 
 
 @pytest.fixture(scope="module")
-def tuned_tiny(tmp_path_factory, tiny_model_dir):
-    """The tiny model tuned by `inc-mt tune` (ITEX), references = its own FP32 output, so BLEU moves visibly."""
-    from inc_transformer_mt.data.corpus import multi30k_split, read_lines
-    from inc_transformer_mt.inference.translate import Translator
-    from inc_transformer_mt.model.graph import resolve_model
-
-    work = tmp_path_factory.mktemp("regress")
-    src = read_lines(multi30k_split("val", "en"))[:56]
-    with Translator(resolve_model(tiny_model_dir)) as tr:
-        hyps = [h if h.strip() else "." for h in tr.translate(src, progress=False)]
-    (work / "src.en").write_text("".join(s + "\n" for s in src))
-    (work / "ref.de").write_text("".join(h + "\n" for h in hyps))
-    (work / "recipe.yaml").write_text(f"""
-model: {{path: {tiny_model_dir}}}
-data:
-  calibration: {{source: src.en, reference: ref.de, start: 48, size: 8}}
-  tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
-  heldout: {{source: src.en, reference: ref.de, start: 24, size: 24}}
-calibration: {{method: minmax, batch_size: 4}}
-tuning: {{fallback: none, max_trials: 1, criterion: {{type: absolute, max_drop: 100}}}}
-backend: itex
-outputs: {{dir: tuned, overwrite: never}}
-""")
-    import os
-    os.environ["INC_MT_CACHE"] = str(work / "cache")
-    assert main(["tune", str(work / "recipe.yaml")]) == 0
-    return work / "tuned"
+def tuned_tiny(tuned_tiny_result):
+    return tuned_tiny_result.out_dir
 
 
 def _copy(src: Path, dst: Path) -> Path:

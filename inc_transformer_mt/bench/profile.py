@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
+
 __all__ = ["CATEGORIES", "OpProfile", "categorize", "profile_translation", "render_profiles"]
 
 CATEGORIES = (
@@ -77,8 +79,8 @@ class OpProfile:
                                     sorted(self.op_types.items(), key=lambda kv: -kv[1])[:15]}}
 
 
-def profile_translation(translator, sentences: Sequence[str], label: str, *, max_tokens: int = 4096,
-                        max_sentences: int = 128) -> OpProfile:
+def profile_translation(translator, sentences: Sequence[str], label: str, *, max_tokens: int = MAX_TOKENS,
+                        max_sentences: int = MAX_SENTENCES) -> OpProfile:
     """Breakdown of ``translator`` (an :class:`~inc_transformer_mt.inference.translate.Translator`) on sentences."""
     import tensorflow as tf
 
