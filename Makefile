@@ -19,11 +19,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/inc-mt demo
 
+# two workers (one per core here); a file's tests stay on one worker, so module fixtures are built once
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Retrain and re-export the reference model (about 60 minutes of training on 2 cores; resumable).
 model: $(STAMP)

@@ -25,8 +25,8 @@ from inc_transformer_mt.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     from inc_transformer_mt.bench.benchmark import BenchmarkReport, Grid
     from inc_transformer_mt.model.graph import ResolvedModel
-    from inc_transformer_mt.regress.check import RegressResult
-    from inc_transformer_mt.tune.pipeline import TuneResult
+    from inc_transformer_mt.regression.check import RegressResult
+    from inc_transformer_mt.tuning.pipeline import TuneResult
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -189,7 +189,7 @@ def tune(recipe: str | Path, overrides: Sequence[str] = (), *, log: Log = print)
     ``overrides`` are ``KEY=VALUE`` strings, as ``inc-mt tune --set``. Nothing is written on bad input
     (UserError); a failed criterion still writes the report (``result.passed`` is False).
     """
-    from inc_transformer_mt.tune.pipeline import run_tune
+    from inc_transformer_mt.tuning.pipeline import run_tune
 
     return run_tune(recipe, list(overrides), log=log)
 
@@ -256,7 +256,7 @@ def regress(model_dir: str | Path, manifest: str | Path | None = None, *, model:
     Only ``model``'s tensor names and tokenizer are used (they override both models' model.json).
     """
     from inc_transformer_mt.defaults import REGRESS_SPEED_REPS
-    from inc_transformer_mt.regress.check import run_regress
+    from inc_transformer_mt.regression.check import run_regress
 
     return run_regress(model_dir, manifest, limit=limit, speed=speed,
                        speed_reps=REGRESS_SPEED_REPS if speed_reps is None else speed_reps, rebaseline=rebaseline,

@@ -28,7 +28,9 @@ def pair(tmp_path_factory):
 
 def test_root_exports_the_api_lazily():
     code = ("import sys, inc_transformer_mt as mt\nassert 'tensorflow' not in sys.modules\n"
-            "assert callable(mt.tune) and callable(mt.benchmark)\nassert 'tensorflow' not in sys.modules\n")
+            "assert callable(mt.tune) and callable(mt.benchmark)\nassert 'tensorflow' not in sys.modules\n"
+            "import inc_transformer_mt.tuning.pipeline, inc_transformer_mt.regression.check\n"
+            "assert callable(mt.tune) and callable(mt.regress)  # no subpackage shadows an API function\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -39,7 +41,7 @@ def test_translate_matches_the_translator(tiny_model_dir, pair):
     _, _, src = pair
     out = mt.translate(src, model=mt.ModelOptions(tiny_model_dir), run=mt.RunOptions(max_sentences=5))
     with Translator(resolve_model(tiny_model_dir)) as tr:
-        assert out == tr.translate(src, progress=False)
+        assert out == tr.translate(src, max_sentences=5, progress=False)
 
 
 def test_evaluate_scores_with_sacrebleu(tiny_model_dir, pair, tmp_path):

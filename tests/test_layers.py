@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"data", "metrics", "recipe"},
     {"model", "report"},
     {"quant", "passes", "inference"},
-    {"tune", "bench", "regress"},
+    {"tuning", "bench", "regression"},
     {"api"},
     {"__init__"},  # the package root re-exports the API (lazily); anyone may read its __version__
     {"cli"},
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.unit
 
 
 def _unit(module: str) -> str:
-    """'inc_transformer_mt.tune.stages' -> 'tune'; the package root -> '__init__'."""
+    """'inc_transformer_mt.tuning.stages' -> 'tuning'; the package root -> '__init__'."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 
@@ -78,8 +78,8 @@ def test_no_module_imports_from_a_layer_above_or_beside_it():
 
 
 def test_the_check_catches_a_wrong_import():
-    src = "def f():\n    from inc_transformer_mt.tune.pipeline import run_tune\n"
-    assert violations("inference", src, "x.py") == ["x.py:2: inference imports tune (upward)"]
-    assert violations("tune", "import inc_transformer_mt.regress.check\n", "y.py") == [
-        "y.py:1: tune imports regress (sideways)"]
-    assert violations("tune", "from inc_transformer_mt.model.analysis import op_census\n", "z.py") == []
+    src = "def f():\n    from inc_transformer_mt.tuning.pipeline import run_tune\n"
+    assert violations("inference", src, "x.py") == ["x.py:2: inference imports tuning (upward)"]
+    assert violations("tuning", "import inc_transformer_mt.regression.check\n", "y.py") == [
+        "y.py:1: tuning imports regression (sideways)"]
+    assert violations("tuning", "from inc_transformer_mt.model.analysis import op_census\n", "z.py") == []

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # 40 s of training: not in the fast tier
 
 WORDS_EN = ["a", "dog", "cat", "man", "woman", "runs", "sits", "on", "the", "grass", "red", "big", "small", "ball"]
 WORDS_DE = ["ein", "hund", "katze", "mann", "frau", "rennt", "sitzt", "auf", "dem", "gras", "rot", "groß", "klein", "ball"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inc_transformer_mt.quant.sensitivity import Sensitivity, rank_units, unit_of, units
-from inc_transformer_mt.tune.tuner import Criterion, Tuner
+from inc_transformer_mt.tuning.tuner import Criterion, Tuner
 
 pytestmark = pytest.mark.unit
 

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from inc_transformer_mt.api import regress
-    from inc_transformer_mt.regress.check import render_table, write_outputs
+    from inc_transformer_mt.regression.check import render_table, write_outputs
 
     result = regress(args.model, args.manifest, model=options.model_options(args, args.model), limit=args.limit,
                      speed=args.speed, speed_reps=args.speed_reps, rebaseline=args.rebaseline,

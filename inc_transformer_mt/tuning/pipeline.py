@@ -1,6 +1,6 @@
 """``inc-mt tune RECIPE``: recipe -> calibrated, accuracy-tuned INT8 graph, report, resolved recipe.
 
-One straight line of the stages in :mod:`inc_transformer_mt.tune.stages`: validate the recipe and the output
+One straight line of the stages in :mod:`inc_transformer_mt.tuning.stages`: validate the recipe and the output
 directory (before any work); load the model and the three sentence sets; score FP32 on the tuning set
 (cached); collect activation statistics over the calibration sentences (loop steps included) and choose
 ranges; resolve the recipe's rules into a quantization plan; search (INC ``quantize_model`` per trial, BLEU
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from inc_transformer_mt.errors import EXIT_CHECK_FAILED, EXIT_OK
 from inc_transformer_mt.report.tune_report import TuneReport
-from inc_transformer_mt.tune import stages
-from inc_transformer_mt.tune.publish import check_output_dir, publish
+from inc_transformer_mt.tuning import stages
+from inc_transformer_mt.tuning.publish import check_output_dir, publish
 
 __all__ = ["TuneResult", "run_tune"]
 

@@ -1,7 +1,7 @@
 """The stages of ``inc-mt tune``, each a function with typed inputs and outputs, testable alone.
 
 inputs -> FP32 baseline -> calibration -> quantization plan -> search -> passes -> held-out -> report
-(-> publish, in :mod:`inc_transformer_mt.tune.publish`). :func:`inc_transformer_mt.tune.pipeline.run_tune`
+(-> publish, in :mod:`inc_transformer_mt.tuning.publish`). :func:`inc_transformer_mt.tuning.pipeline.run_tune`
 calls them in that order and nothing else.
 """
 
@@ -38,7 +38,7 @@ from inc_transformer_mt.report.tune_report import (
     TrialRecord,
     TuneReport,
 )
-from inc_transformer_mt.tune.tuner import TuneOutcome
+from inc_transformer_mt.tuning.tuner import TuneOutcome
 
 __all__ = [
     "Baseline",
@@ -354,7 +354,7 @@ def _bleu_of(inputs: TuneInputs, graph_def, sentences: Sentences) -> float:
 def search(inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibration, plan: QuantPlan,
            log: Log) -> Search:
     """Stage 5: INC quantization per trial, BLEU per trial, sensitivity fallback until the criterion holds."""
-    from inc_transformer_mt.tune.tuner import Tuner
+    from inc_transformer_mt.tuning.tuner import Tuner
 
     t = inputs.recipe.tuning
     result = Search(outcome=TuneOutcome(baseline=baseline.bleu, criterion=inputs.criterion))
