@@ -86,3 +86,20 @@ def test_padding_does_not_change_the_translation(tiny_graph_def):
     n = ids_alone.shape[1]
     # The padded batch decodes longer (max length follows the padded width); the common prefix agrees.
     assert ids_padded[0, :n].tolist() == ids_alone[0].tolist()
+
+
+def test_tokenizer_uses_the_model_json_eos_and_pad_ids(tiny_model_dir):
+    """model.json's eos_id/pad_id reach the tokenizer (a graph exported with other ids decodes right)."""
+    from inc_transformer_mt.data.tokenizer import Tokenizer
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.config import GraphMeta
+    from inc_transformer_mt.model.graph import resolve_model
+
+    tok = Tokenizer(SPM, eos_id=7999, pad_id=7998)
+    ids = tok.encode("A dog runs.")
+    assert ids[-1] == 7999 and 7999 not in Tokenizer(SPM).encode("A dog runs.")[:-1]
+    assert tok.decode([*ids[:-1], 7998, 7999, 99]) == Tokenizer(SPM).decode(Tokenizer(SPM).encode("A dog runs."))
+    model = resolve_model(tiny_model_dir)
+    model.meta = GraphMeta(**{**model.meta.to_dict(), "eos_id": 7999, "pad_id": 7998})
+    with Translator(model) as tr:
+        assert (tr.tokenizer.eos_id, tr.tokenizer.pad_id) == (7999, 7998)
