@@ -8,9 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = ("DataOptions", "EvaluationResult", "ModelOptions", "RunOptions", "benchmark", "evaluate", "regress",
-        "translate", "tune")
-__all__ = ["__version__", *_API]
+__all__ = ["DataOptions", "EvaluationResult", "ModelOptions", "RunOptions", "__version__", "benchmark", "evaluate",
+           "regress", "translate", "tune"]
+_API = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str):

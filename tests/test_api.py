@@ -92,9 +92,9 @@ def test_runtime_failure_is_one_line_and_exit_3(tiny_model_dir, pair, tmp_path):
     s, _, _ = pair
     cmd = [sys.executable, "-m", "inc_transformer_mt.cli.main", "translate", str(s), "--model", str(tiny_model_dir),
            "-o", "/proc/self/out.de"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert p.returncode == 3, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: runtime failure:") and "Traceback" not in p.stderr
-    p = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True)
+    p = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, check=False)
     assert p.returncode == 3 and "Traceback" in p.stderr

@@ -11,9 +11,8 @@ pytestmark = pytest.mark.tf
 def test_gather_nd_to_gather_is_exact_and_leaves_the_input_alone(tiny_model_dir):
     from conftest import run_graph
 
-    from inc_transformer_mt.model.graph import load_graph_def
-
     from inc_transformer_mt.model.analysis import op_census
+    from inc_transformer_mt.model.graph import load_graph_def
     from inc_transformer_mt.passes.gather_nd import gather_nd_to_gather
 
     graph = load_graph_def(tiny_model_dir / "model.pb.gz")

@@ -80,10 +80,9 @@ def _frozen_ranges(graph_def):
 
 @pytest.mark.parametrize("backend", ["itex", "default"])
 def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, calibration, batches, backend, tmp_path):
-    from inc_transformer_mt.model.analysis import loop_nodes
+    from inc_transformer_mt.model.analysis import loop_nodes, matmul_precision
     from inc_transformer_mt.quant.inc_bridge import inc_quantize
     from inc_transformer_mt.quant.kl import kl_range
-    from inc_transformer_mt.model.analysis import matmul_precision
 
     tensor_range = {t: kl_range(s, "symmetric") for t, s in calibration.stats.items()}
     ranges = {mm: tensor_range[t] for mm, t in calibration.matmul_input.items()}

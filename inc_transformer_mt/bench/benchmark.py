@@ -28,13 +28,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from inc_transformer_mt import __version__
-from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.defaults import (
     BENCH_BATCH_SENTENCES,
     BENCH_LATENCY_SENTENCES,
@@ -45,6 +43,7 @@ from inc_transformer_mt.defaults import (
     RUNTIMES,
 )
 from inc_transformer_mt.env import ISA_FLAGS, available_cores, machine_info
+from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.inference.streams import RunStats, StreamPool, StreamSpec
 from inc_transformer_mt.model.graph import ResolvedModel
 

@@ -95,8 +95,8 @@ def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: s
 
         import_tensorflow(runtime)  # type: ignore[arg-type]  # first TensorFlow import of this process
         from inc_transformer_mt.inference.translate import Translator
-        from inc_transformer_mt.model.config import GraphMeta
         from inc_transformer_mt.model.analysis import graph_format, int8_matmul_count
+        from inc_transformer_mt.model.config import GraphMeta
 
         model = ResolvedModel(Path(graph_path), GraphMeta(**meta), Path(tokenizer_path))
         translator = Translator(model, intra_threads=threads, inter_threads=threads)

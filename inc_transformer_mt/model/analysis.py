@@ -19,8 +19,8 @@ from inc_transformer_mt.errors import UserError
 __all__ = [
     "CENSUS_OPS",
     "Census",
-    "consumers",
     "const_shape",
+    "consumers",
     "graph_format",
     "input_op",
     "int8_matmul_count",

@@ -232,15 +232,15 @@ def _bleu_rows(r: TuneReport) -> list[str]:
 
 def _passes_rows(ps: PassesInfo) -> list[str]:
     verdict = "kept." if ps.accepted else "**rejected** (criterion no longer holds): model written without them."
-    lines = [f"Graph passes {', '.join(ps.names)}: tuning BLEU {ps.tuning_bleu_before:.2f} before, "
-             f"{ps.tuning_bleu_after:.2f} after (drop {ps.drop_after:+.2f}); {verdict}"]
+    lines = [(f"Graph passes {', '.join(ps.names)}: tuning BLEU {ps.tuning_bleu_before:.2f} before, "
+              f"{ps.tuning_bleu_after:.2f} after (drop {ps.drop_after:+.2f}); {verdict}")]
     lines += [f"- {p['pass']}: {p['rewritten']} rewritten, {len(p['skipped'])} left alone" for p in ps.reports]
     return lines + [""]
 
 
 def _census_rows(i8: Int8Info) -> list[str]:
-    lines = [f"INT8 MatMuls: {i8.matmuls_int8} of {i8.matmuls_total} ({i8.matmul_flops_int8_share:.1%} of MatMul "
-             f"FLOPs); KL/min-max ranges frozen: {i8.ranges_replaced}; loop Enter fixes: {i8.enter_fixes}", "",
+    lines = [(f"INT8 MatMuls: {i8.matmuls_int8} of {i8.matmuls_total} ({i8.matmul_flops_int8_share:.1%} of MatMul "
+              f"FLOPs); KL/min-max ranges frozen: {i8.ranges_replaced}; loop Enter fixes: {i8.enter_fixes}"), "",
              "| op type | INT8 outside loop | INT8 inside loop | FP32 outside loop | FP32 inside loop |",
              "|---|---|---|---|---|"]
     for op, c in i8.precision_census.items():
@@ -253,8 +253,8 @@ def _census_rows(i8: Int8Info) -> list[str]:
 
 
 def _trial_rows(r: TuneReport) -> list[str]:
-    lines = ["## Trials", "", "| # | FP32 units | FP32 MatMuls | INT8 MatMuls | FLOPs INT8 | BLEU | drop | pass | "
-             "quantize s | evaluate s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["## Trials", "", ("| # | FP32 units | FP32 MatMuls | INT8 MatMuls | FLOPs INT8 | BLEU | drop | pass | "
+                               "quantize s | evaluate s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for t in r.trials:
         share = "" if t.int8_flops_share is None else f"{t.int8_flops_share:.1%}"
         lines.append(f"| {t.index} | {len(t.fp32_units)} | {len(t.fp32_ops)} | {t.int8_ops} | {share} | "
@@ -273,9 +273,9 @@ def _environment_rows(r: TuneReport) -> list[str]:
     mode = f" ({c.kl_mode})" if c.kl_mode else ""
     m = r.machine
     lines = ["", "## Calibration", "",
-             f"{c.method}{mode}, {c.sentences} sentences in {c.batches} batches, {c.tensors} MatMul input tensors, "
-             f"{c.bins} bins per side; median share of the observed range kept: "
-             f"{statistics.median(kept) if kept else 1:.3f}", "", "## Environment", ""]
+             (f"{c.method}{mode}, {c.sentences} sentences in {c.batches} batches, {c.tensors} MatMul input tensors, "
+              f"{c.bins} bins per side; median share of the observed range kept: "
+              f"{statistics.median(kept) if kept else 1:.3f}"), "", "## Environment", ""]
     lines += [f"- {k}: {v}" for k, v in r.versions.items()]
     lines.append(f"- machine: {m.get('cpu_model', m.get('cpu', '?'))}, {m.get('cpus')} CPUs, "
                  f"ISA class {m.get('isa_class', '?')}")
@@ -298,7 +298,7 @@ def render_markdown(r: TuneReport) -> str:
         lines += ["**No configuration met the criterion. No model was written.**", ""]
         if r.closest_trial is not None:
             c = r.closest_trial
-            lines += [f"Closest trial {c.trial}: INT8 MatMuls {c.matmuls_int8} of {c.matmuls_total} "
-                      f"({c.matmul_flops_int8_share:.1%} of MatMul FLOPs).", ""]
+            lines += [(f"Closest trial {c.trial}: INT8 MatMuls {c.matmuls_int8} of {c.matmuls_total} "
+                       f"({c.matmul_flops_int8_share:.1%} of MatMul FLOPs)."), ""]
     lines += _trial_rows(r) + _environment_rows(r)
     return "\n".join(lines) + "\n"
