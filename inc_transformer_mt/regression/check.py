@@ -129,59 +129,92 @@ def _recipe_check(manifest: Manifest, base: Path) -> Check:
                  "the recipe now makes")
 
 
-def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, *, limit: int | None = None,
-                speed: bool = False, speed_reps: int = REGRESS_SPEED_REPS, rebaseline: bool = False,
-                input_tensor: str | None = None, output_tensor: str | None = None, tokenizer: str | None = None,
-                log: Callable[[str], None] = lambda s: None) -> RegressResult:
-    """Re-measure a tuned model against its manifest (see the module docstring).
+@dataclass
+class _Subject:
+    """What is checked: the manifest, both models, and the evaluation set."""
 
-    ``input_tensor`` / ``output_tensor`` / ``tokenizer`` override the models' model.json (both models).
-    """
-    from inc_transformer_mt.env import isa_class
+    model_dir: Path
+    manifest_path: Path
+    manifest: Manifest
+    int8: Any  # ResolvedModel
+    fp32: Any  # ResolvedModel
+    data: EvalSet
+    recorded: Evaluation | None  # the manifest's values for ``data`` (None: only --rebaseline can run)
+    limit: int | None
+
+    @property
+    def base(self) -> Path:
+        return self.manifest_path.resolve().parent
+
+
+def _load_subject(model_dir: Path, manifest_path: Path, limit: int | None, rebaseline: bool,
+                  overrides: dict[str, str | None]) -> _Subject:
+    """Stage 1: manifest, models and evaluation set, all checked before anything runs."""
+    from inc_transformer_mt.model.graph import resolve_model
+
+    manifest = load_manifest(manifest_path)
+    base = manifest_path.resolve().parent
+    int8 = resolve_model(model_dir, **overrides)
+    fp32 = resolve_model(base / manifest.model.fp32_model, **overrides)
+    if not int8.graph_path.is_file():
+        raise UserError(f"{int8.graph_path}: INT8 model file not found")
+    if not fp32.graph_path.is_file():
+        raise UserError(f"{manifest_path}: model.fp32_model: {fp32.graph_path} not found")
+    data = _eval_set(manifest, limit)
+    recorded = manifest.find(data)
+    if recorded is None and not rebaseline:
+        raise UserError(f"{manifest_path}: no BLEU recorded for {data.split or data.source} sentences "
+                        f"{data.start}-{data.start + data.size}; record it deliberately with "
+                        f"`inc-mt regress {model_dir} --rebaseline" + (f" --limit {limit}`" if limit else "`"))
+    return _Subject(model_dir, manifest_path, manifest, int8, fp32, data, recorded, limit)
+
+
+@dataclass
+class _Digests:
+    int8: str
+    fp32: str
+
+    def same_as(self, manifest: Manifest) -> bool:
+        return self.int8 == manifest.model.sha256 and self.fp32 == manifest.model.fp32_sha256
+
+
+def _hash_checks(s: _Subject) -> tuple[_Digests, list[Check]]:
+    """Stage 2: the INT8 and FP32 graph files, and the recipe, against their recorded hashes."""
+    d = _Digests(sha256_file(s.int8.graph_path), sha256_file(s.fp32.graph_path))
+    rec = s.manifest.model
+    return d, [
+        Check("model_sha256", "pass" if d.int8 == rec.sha256 else "fail", d.int8[:16], rec.sha256[:16],
+              "" if d.int8 == rec.sha256 else f"{s.int8.graph_path.name} is not the file the manifest was recorded for"),
+        Check("fp32_model_sha256", "pass" if d.fp32 == rec.fp32_sha256 else "fail", d.fp32[:16], rec.fp32_sha256[:16],
+              "" if d.fp32 == rec.fp32_sha256 else "the FP32 reference the drop is measured against changed"),
+        _recipe_check(s.manifest, s.base)]
+
+
+@dataclass
+class _Measurement:
+    fp32: Any  # metrics.bleu.BleuResult
+    int8: Any
+    census: dict[str, str]
+    sentences: int
+    ratio: float | None  # median INT8/FP32 sentences/s (with --speed)
+
+    @property
+    def drop(self) -> float:
+        return self.fp32.score - self.int8.score
+
+
+def _measure(s: _Subject, speed: bool, speed_reps: int, log: Callable[[str], None]) -> _Measurement:
+    """Stage 3: BLEU of both models on the set, the INT8 graph's MatMul census, optionally the speed ratio."""
     from inc_transformer_mt.inference.translate import Translator
     from inc_transformer_mt.metrics.bleu import score as bleu_score
     from inc_transformer_mt.model.analysis import matmul_precision
-    from inc_transformer_mt.model.graph import resolve_model
 
-    overrides = {"input_tensor": input_tensor, "output_tensor": output_tensor, "tokenizer": tokenizer}
-
-    t0 = time.perf_counter()
-    model_dir = Path(model_dir)
-    manifest_path = Path(manifest_path) if manifest_path else model_dir / MANIFEST_NAME
-    manifest = load_manifest(manifest_path)
-    base = manifest_path.resolve().parent
-    int8_model = resolve_model(model_dir, **overrides)
-    fp32_path = base / manifest.model.fp32_model
-    fp32_model = resolve_model(fp32_path, **overrides)
-    graph = int8_model.graph_path
-    if not graph.is_file():
-        raise UserError(f"{graph}: INT8 model file not found")
-    if not fp32_model.graph_path.is_file():
-        raise UserError(f"{manifest_path}: model.fp32_model: {fp32_model.graph_path} not found")
-    data = _eval_set(manifest, limit)
-    result = RegressResult(model=str(model_dir), manifest=str(manifest_path),
-                           data={**data.model_dump(), "subset_of_recorded_set": limit is not None})
-    checks = result.checks
-
-    digest = sha256_file(graph)
-    fp32_digest = sha256_file(fp32_model.graph_path)
-    checks.append(Check("model_sha256", "pass" if digest == manifest.model.sha256 else "fail", digest[:16],
-                        manifest.model.sha256[:16], "" if digest == manifest.model.sha256 else
-                        f"{graph.name} is not the file the manifest was recorded for"))
-    checks.append(Check("fp32_model_sha256", "pass" if fp32_digest == manifest.model.fp32_sha256 else "fail",
-                        fp32_digest[:16], manifest.model.fp32_sha256[:16], "" if fp32_digest == manifest.model.fp32_sha256
-                        else "the FP32 reference the drop is measured against changed"))
-
-    checks.append(_recipe_check(manifest, base))
-    if checks[-1].status == "warn":
-        log(f"warning: {checks[-1].detail}")
-    src, ref = _load_pair(data, base)
+    src, ref = _load_pair(s.data, s.base)
     log(f"scoring FP32 and INT8 on {len(src)} sentences"
-        + (f" (first {len(src)} of the recorded set: a subset, for the CI budget)" if limit is not None else ""))
-    with Translator(fp32_model) as fp32, Translator(int8_model) as int8:
-        fp32_hyp = fp32.translate(src, progress=False)
-        int8_hyp = int8.translate(src, progress=False)
-        fp32_b, int8_b = bleu_score(fp32_hyp, ref), bleu_score(int8_hyp, ref)
+        + (f" (first {len(src)} of the recorded set: a subset, for the CI budget)" if s.limit is not None else ""))
+    with Translator(s.fp32) as fp32, Translator(s.int8) as int8:
+        fp32_b = bleu_score(fp32.translate(src, progress=False), ref)
+        int8_b = bleu_score(int8.translate(src, progress=False), ref)
         ratio = None
         if speed:
             runs: dict[str, list[float]] = {"fp32": [], "int8": []}
@@ -191,80 +224,108 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
                     tr.translate(src, progress=False)
                     runs[name].append(len(src) / (time.perf_counter() - t))
             ratio = statistics.median(runs["int8"]) / statistics.median(runs["fp32"])
-        census = matmul_precision(int8.graph_def, sorted(manifest.matmul_precision))
+        census = matmul_precision(int8.graph_def, sorted(s.manifest.matmul_precision))
+    return _Measurement(fp32_b, int8_b, census, len(src), ratio)
 
-    sig_ok = int8_b.signature == manifest.signature
-    checks.append(Check("bleu_signature", "pass" if sig_ok else "fail", "same" if sig_ok else int8_b.signature,
-                        "recorded" if sig_ok else manifest.signature,
-                        "" if sig_ok else "BLEU is computed differently from the recorded value"))
-    recorded = manifest.find(data)
-    drop = fp32_b.score - int8_b.score
-    if recorded is None and not rebaseline:
-        raise UserError(f"{manifest_path}: no BLEU recorded for {data.split or data.source} sentences "
-                        f"{data.start}-{data.start + data.size}; record it deliberately with "
-                        f"`inc-mt regress {model_dir} --rebaseline" + (f" --limit {limit}`" if limit else "`"))
+
+def _int8_bleu_check(s: _Subject, m: _Measurement, isa: str) -> Check | None:
+    if s.recorded is None:
+        return None
+    tol, expected = s.manifest.tolerances.bleu, s.recorded.int8_expected(isa)
+    if expected is None:
+        known = sorted({*s.recorded.int8_bleu_by_isa, *([s.recorded.isa] if s.recorded.isa else [])})
+        return Check("int8_bleu", "skipped", round(m.int8.score, 2), None,
+                     f"no INT8 BLEU recorded for CPU class {isa} (recorded: {', '.join(known)}); INT8 kernels differ "
+                     "by CPU class, so the drop check below guards quality here; record this class with --rebaseline")
+    diff = m.int8.score - expected
+    return Check("int8_bleu", "pass" if abs(diff) <= tol + 1e-9 else "fail", round(m.int8.score, 2),
+                 f"{expected:.2f} ± {tol:g}", f"difference {diff:+.2f} (CPU class {isa})")
+
+
+def _census_check(s: _Subject, m: _Measurement) -> Check:
+    recorded = s.manifest.matmul_precision
+    changed = {op: (recorded[op], m.census[op]) for op in m.census if m.census[op] != recorded[op]}
+    n8, n8_rec = (sum(v == "int8" for v in c.values()) for c in (m.census, recorded))
+    return Check("int8_census", "fail" if changed else "pass", f"{n8} INT8 MatMuls", f"{n8_rec} INT8 MatMuls",
+                 "; ".join(f"{op}: {a} -> {b}" for op, (a, b) in sorted(changed.items())))
+
+
+def _speed_check(s: _Subject, m: _Measurement, speed_reps: int) -> Check:
+    if m.ratio is None:
+        return Check("speed_ratio", "skipped", None, None, "not measured (use --speed; CI machines are noisy)")
+    if s.manifest.speed is None:
+        return Check("speed_ratio", "skipped", round(m.ratio, 3), None,
+                     "no recorded speed ratio; record one with --rebaseline --speed")
+    floor = s.manifest.speed.floor
+    return Check("speed_ratio", "pass" if m.ratio >= floor else "fail", round(m.ratio, 3), f">= {floor:.3f}",
+                 f"median INT8/FP32 sentences/s over {speed_reps} alternating runs each, same process")
+
+
+def _measured_checks(s: _Subject, m: _Measurement, isa: str, speed_reps: int) -> list[Check]:
+    """Stage 4: the measurement against the manifest."""
+    sig_ok = m.int8.signature == s.manifest.signature
+    allowed = s.manifest.allowed_drop(m.fp32.score)
+    checks = [Check("bleu_signature", "pass" if sig_ok else "fail", "same" if sig_ok else m.int8.signature,
+                    "recorded" if sig_ok else s.manifest.signature,
+                    "" if sig_ok else "BLEU is computed differently from the recorded value"),
+              _int8_bleu_check(s, m, isa),
+              Check("drop_vs_fp32", "pass" if m.drop <= allowed + 1e-9 else "fail", round(m.drop, 2),
+                    f"<= {allowed:g}", f"FP32 {m.fp32.score:.2f}, INT8 {m.int8.score:.2f}"),
+              _census_check(s, m), _speed_check(s, m, speed_reps)]
+    return [c for c in checks if c is not None]
+
+
+def _rebaselined(s: _Subject, m: _Measurement, digests: _Digests, isa: str, speed_reps: int) -> Manifest:
+    """Stage 5 (``--rebaseline``): the manifest with the values measured now."""
+    manifest, data = s.manifest, s.data
+    evals = [e for e in manifest.evaluations if e.data.key() != data.key()]
+    # values of other CPU classes stay valid only for the same graph, BLEU definition and FP32 reference
+    others: dict[str, float] = {}
+    if digests.same_as(manifest) and m.int8.signature == manifest.signature and s.recorded is not None:
+        others = dict(s.recorded.int8_bleu_by_isa)
+        if s.recorded.isa is not None:
+            others.setdefault(s.recorded.isa, s.recorded.int8_bleu)
+    new_eval = Evaluation(data=data, fp32_bleu=round(m.fp32.score, 2), int8_bleu=round(m.int8.score, 2),
+                          signature=m.int8.signature, isa=isa, int8_bleu_by_isa={**others, isa: round(m.int8.score, 2)})
+    evals.insert(0 if data.key() == manifest.evaluations[0].data.key() else len(evals), new_eval)
+    update: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": manifest.model.model_copy(update={"sha256": digests.int8, "fp32_sha256": digests.fp32}),
+        "signature": m.int8.signature, "evaluations": evals, "matmul_precision": m.census}
+    if m.ratio is not None:
+        update["speed"] = Speed(int8_over_fp32=round(m.ratio, 3),
+                                floor=round(m.ratio * manifest.tolerances.speed_fraction, 3),
+                                method=f"median sentences/s INT8 over FP32, {speed_reps} alternating runs each on "
+                                       f"{m.sentences} sentences, one process, {os.cpu_count()} CPUs")
+    return manifest.model_copy(update=update)
+
+
+def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, *, limit: int | None = None,
+                speed: bool = False, speed_reps: int = REGRESS_SPEED_REPS, rebaseline: bool = False,
+                input_tensor: str | None = None, output_tensor: str | None = None, tokenizer: str | None = None,
+                log: Callable[[str], None] = lambda s: None) -> RegressResult:
+    """Re-measure a tuned model against its manifest (see the module docstring).
+
+    ``input_tensor`` / ``output_tensor`` / ``tokenizer`` override the models' model.json (both models).
+    """
+    from inc_transformer_mt.env import isa_class
+
+    t0 = time.perf_counter()
+    model_dir = Path(model_dir)
+    manifest_path = Path(manifest_path) if manifest_path else model_dir / MANIFEST_NAME
+    overrides = {"input_tensor": input_tensor, "output_tensor": output_tensor, "tokenizer": tokenizer}
+    subject = _load_subject(model_dir, manifest_path, limit, rebaseline, overrides)
+    digests, checks = _hash_checks(subject)
+    if checks[-1].status == "warn":
+        log(f"warning: {checks[-1].detail}")
+    measured = _measure(subject, speed, speed_reps, log)
     isa = isa_class()
-    result.data["cpu_isa_class"] = isa
-    if recorded is not None:
-        tol = manifest.tolerances.bleu
-        expected = recorded.int8_expected(isa)
-        if expected is None:
-            known = sorted({*recorded.int8_bleu_by_isa, *([recorded.isa] if recorded.isa else [])})
-            checks.append(Check("int8_bleu", "skipped", round(int8_b.score, 2), None,
-                                f"no INT8 BLEU recorded for CPU class {isa} (recorded: {', '.join(known)}); INT8 "
-                                f"kernels differ by CPU class, so the drop check below guards quality here; record "
-                                f"this class with --rebaseline"))
-        else:
-            diff = int8_b.score - expected
-            checks.append(Check("int8_bleu", "pass" if abs(diff) <= tol + 1e-9 else "fail", round(int8_b.score, 2),
-                                f"{expected:.2f} ± {tol:g}", f"difference {diff:+.2f} (CPU class {isa})"))
-    allowed = manifest.allowed_drop(fp32_b.score)
-    checks.append(Check("drop_vs_fp32", "pass" if drop <= allowed + 1e-9 else "fail", round(drop, 2),
-                        f"<= {allowed:g}", f"FP32 {fp32_b.score:.2f}, INT8 {int8_b.score:.2f}"))
-    changed = {op: (manifest.matmul_precision[op], census[op]) for op in census
-               if census[op] != manifest.matmul_precision[op]}
-    n8 = sum(v == "int8" for v in census.values())
-    n8_rec = sum(v == "int8" for v in manifest.matmul_precision.values())
-    checks.append(Check("int8_census", "fail" if changed else "pass", f"{n8} INT8 MatMuls", f"{n8_rec} INT8 MatMuls",
-                        "; ".join(f"{op}: {a} -> {b}" for op, (a, b) in sorted(changed.items()))))
-    if speed:
-        if manifest.speed is None:
-            checks.append(Check("speed_ratio", "skipped", round(ratio, 3), None,
-                                "no recorded speed ratio; record one with --rebaseline --speed"))
-        else:
-            ok = ratio >= manifest.speed.floor
-            checks.append(Check("speed_ratio", "pass" if ok else "fail", round(ratio, 3),
-                                f">= {manifest.speed.floor:.3f}", f"median INT8/FP32 sentences/s over {speed_reps} "
-                                "alternating runs each, same process"))
-    else:
-        checks.append(Check("speed_ratio", "skipped", None, None, "not measured (use --speed; CI machines are noisy)"))
-
+    checks += _measured_checks(subject, measured, isa, speed_reps)
+    result = RegressResult(model=str(model_dir), manifest=str(manifest_path), checks=checks,
+                           data={**subject.data.model_dump(), "subset_of_recorded_set": limit is not None,
+                                 "cpu_isa_class": isa})
     if rebaseline:
-        evals = [e for e in manifest.evaluations if e.data.key() != data.key()]
-        # values of other CPU classes stay valid only for the same graph, BLEU definition and FP32 reference
-        same = (digest == manifest.model.sha256 and fp32_digest == manifest.model.fp32_sha256 and sig_ok
-                and recorded is not None)
-        others = {}
-        if same:
-            others = dict(recorded.int8_bleu_by_isa)
-            if recorded.isa is not None:
-                others.setdefault(recorded.isa, recorded.int8_bleu)
-        new_eval = Evaluation(data=data, fp32_bleu=round(fp32_b.score, 2), int8_bleu=round(int8_b.score, 2),
-                              signature=int8_b.signature, isa=isa,
-                              int8_bleu_by_isa={**others, isa: round(int8_b.score, 2)})
-        if data.key() == manifest.evaluations[0].data.key():
-            evals.insert(0, new_eval)
-        else:
-            evals.append(new_eval)
-        update: dict[str, Any] = {
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "model": manifest.model.model_copy(update={"sha256": digest, "fp32_sha256": fp32_digest}),
-            "signature": int8_b.signature, "evaluations": evals, "matmul_precision": census}
-        if ratio is not None:
-            update["speed"] = Speed(int8_over_fp32=round(ratio, 3), floor=round(ratio * manifest.tolerances.speed_fraction, 3),
-                                    method=f"median sentences/s INT8 over FP32, {speed_reps} alternating runs each on "
-                                           f"{len(src)} sentences, one process, {os.cpu_count()} CPUs")
-        write_manifest(manifest.model_copy(update=update), manifest_path)
+        write_manifest(_rebaselined(subject, measured, digests, isa, speed_reps), manifest_path)
         result.rebaselined = True
         log(f"manifest re-baselined: {manifest_path}")
     result.seconds = time.perf_counter() - t0
