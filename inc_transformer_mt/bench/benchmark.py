@@ -43,7 +43,7 @@ from inc_transformer_mt.defaults import (
     RUNTIMES,
 )
 from inc_transformer_mt.env import ISA_FLAGS, available_cores, machine_info
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.inference.streams import RunStats, StreamPool, StreamSpec
 from inc_transformer_mt.model.graph import ResolvedModel
 
@@ -173,73 +173,87 @@ def _log(msg: str, log: Callable[[str], None] | None) -> None:
         log(msg)
 
 
-def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references: Sequence[str] | None, *,
-                  dataset: dict[str, str | int | None], grid: Grid = Grid(), reps: int = BENCH_REPS,
-                  search_sentences: int = BENCH_SEARCH_SENTENCES, latency_sentences: int = BENCH_LATENCY_SENTENCES, command: str = "",
-                  log: Callable[[str], None] | None = print) -> BenchmarkReport:
-    """Run the three phases (see the module docstring) and return the report."""
-    from inc_transformer_mt.metrics.bleu import score
-
+def _check_args(models: Sequence[ModelArg], grid: Grid, reps: int, search_sentences: int,
+                latency_sentences: int) -> list[int]:
+    """Refuse bad arguments before any worker starts; the stream counts that fit this machine."""
     if not models:
         raise UserError("benchmark: no model given")
     if reps < 1 or search_sentences < 1 or latency_sentences < 0:
         raise UserError("benchmark: --reps and --search-sentences must be at least 1, --latency-sentences 0 or more")
     if len({m.label for m in models}) != len(models):
         raise UserError("benchmark: two models have the same label (name them as LABEL=PATH)")
-    t0 = time.perf_counter()
     cores = available_cores()
     streams_grid = [s for s in grid.streams if s <= len(cores)]
     if not streams_grid:
         raise UserError(f"benchmark: every stream count in {list(grid.streams)} exceeds the {len(cores)} usable cores")
-    search_src = list(sources[:search_sentences])
+    return streams_grid
 
-    # ---- phase 1: search
-    facts: dict[str, dict] = {}
-    search: dict[str, list[SearchPoint]] = {m.label: [] for m in models}
-    skipped: dict[str, list[str]] = {m.label: [] for m in models}
-    itex_build = "not loaded"
+
+@dataclass
+class _Search:
+    facts: dict[str, dict]  # label -> what the first worker reported (graph format, INT8 MatMuls, ...)
+    points: dict[str, list[SearchPoint]]
+    skipped: dict[str, list[str]]
+    itex_build: str = "not loaded"
+
+    def best_settings(self, models: Sequence[ModelArg], runtimes: Sequence[str]) -> list[tuple[ModelArg, Setting]]:
+        """The fastest setting of every (model, runtime) pair that ran."""
+        chosen = []
+        for m in models:
+            for runtime in runtimes:
+                points = [p for p in self.points[m.label] if p.setting.runtime == runtime]
+                if points:
+                    chosen.append((m, max(points, key=lambda p: p.sentences_per_s).setting))
+        return chosen
+
+
+def _search_pool(m: ModelArg, pool: StreamPool, ids, grid: Grid, found: _Search, log) -> None:
+    for bs in grid.batch_sentences:
+        pool.run_ids(ids, max_sentences=bs)  # warm-up for this batch setting
+        st = RunStats()
+        pool.run_ids(ids, st, max_sentences=bs)
+        point = SearchPoint(setting=_setting(pool, bs, grid.max_tokens), sentences=st.sentences,
+                            seconds=round(st.seconds, 3), sentences_per_s=round(st.sentences / st.seconds, 3))
+        found.points[m.label].append(point)
+        _log(f"[search] {m.label}: {point.setting.label()}: {point.sentences_per_s:.2f} sent/s", log)
+
+
+def _search(models: Sequence[ModelArg], search_src: list[str], grid: Grid, streams_grid: list[int], log) -> _Search:
+    """Phase 1: every model x runtime x stream count x batch size on the search subset."""
+    found = _Search(facts={}, points={m.label: [] for m in models}, skipped={m.label: [] for m in models})
     for m in models:
         for runtime in grid.runtimes:
-            if runtime == "stock" and facts.get(m.label, {}).get("graph_format") == "qdq":
+            if runtime == "stock" and found.facts.get(m.label, {}).get("graph_format") == "qdq":
                 _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow (it would run the Q/DQ in FP32)", log)
                 continue
             for streams in streams_grid:
                 spec = StreamSpec(streams=streams, runtime=runtime, max_tokens=grid.max_tokens)
                 try:
                     with StreamPool(m.model, spec) as pool:
-                        facts.setdefault(m.label, pool.workers[0])
-                        if pool.workers[0].get("itex_build"):
-                            itex_build = pool.workers[0]["itex_build"]
-                        if runtime == "stock" and pool.workers[0]["graph_format"] == "qdq":
-                            skipped[m.label].append("stock: QDQ graph (stock TensorFlow would run its Q/DQ in FP32)")
+                        worker = pool.workers[0]
+                        found.facts.setdefault(m.label, worker)
+                        found.itex_build = worker.get("itex_build") or found.itex_build
+                        if runtime == "stock" and worker["graph_format"] == "qdq":
+                            found.skipped[m.label].append("stock: QDQ graph (stock TensorFlow would run its Q/DQ "
+                                                          "in FP32)")
                             _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow", log)
                             break
-                        ids = pool.encode(search_src)
-                        for bs in grid.batch_sentences:
-                            pool.run_ids(ids, max_sentences=bs)  # warm-up for this batch setting
-                            st = RunStats()
-                            pool.run_ids(ids, st, max_sentences=bs)
-                            point = SearchPoint(setting=_setting(pool, bs, grid.max_tokens), sentences=st.sentences,
-                                                seconds=round(st.seconds, 3),
-                                                sentences_per_s=round(st.sentences / st.seconds, 3))
-                            search[m.label].append(point)
-                            _log(f"[search] {m.label}: {point.setting.label()}: {point.sentences_per_s:.2f} sent/s",
-                                 log)
-                except UserError as exc:  # e.g. a graph whose kernels exist only with ITEX
-                    skipped[m.label].append(f"{runtime}: {exc}")
+                        _search_pool(m, pool, pool.encode(search_src), grid, found, log)
+                except (UserError, RuntimeFailure) as exc:  # e.g. a graph whose kernels exist only with ITEX
+                    found.skipped[m.label].append(f"{runtime}: {exc}")
                     _log(f"[search] {m.label}: {runtime} skipped: {exc}", log)
                     break
-        if m.label not in facts:
+        if m.label not in found.facts:
             raise UserError(f"benchmark: {m.model.graph_path} could not be run with any runtime "
-                            f"({'; '.join(skipped[m.label])})")
+                            f"({'; '.join(found.skipped[m.label])})")
+    return found
 
-    # ---- phase 2: throughput of each (model, runtime)'s best setting, alternating
-    chosen: list[tuple[ModelArg, Setting]] = []
-    for m in models:
-        for runtime in grid.runtimes:
-            points = [p for p in search[m.label] if p.setting.runtime == runtime]
-            if points:
-                chosen.append((m, max(points, key=lambda p: p.sentences_per_s).setting))
+
+def _throughput(chosen: list[tuple[ModelArg, Setting]], sources: Sequence[str], references: Sequence[str] | None,
+                reps: int, log) -> dict[tuple[str, str], Throughput]:
+    """Phase 2: each chosen setting on the whole set; a warm-up pass, then ``reps`` passes alternating."""
+    from inc_transformer_mt.metrics.bleu import score
+
     results: dict[tuple[str, str], Throughput] = {}
     pools: list[StreamPool] = []
     try:
@@ -248,98 +262,116 @@ def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references
                                                         max_sentences=s.max_sentences, max_tokens=s.max_tokens)))
         ids = pools[0].encode(sources) if pools else []
         warm: list[list[str]] = []
-        for (m, s), pool in zip(chosen, pools):
+        for (m, s), pool in zip(chosen, pools, strict=True):
             warm.append([pool.tokenizer.decode(r) for r in pool.run_ids(ids)])
             _log(f"[throughput] {m.label} ({s.label()}): warm-up pass done", log)
         runs: list[list[RunStats]] = [[] for _ in chosen]
         stable = [True] * len(chosen)
         for rep in range(reps):
             order = list(range(len(chosen)))
-            order = order[rep % len(order):] + order[:rep % len(order)]
-            for i in order:
+            for i in order[rep % len(order):] + order[:rep % len(order)]:
                 st = RunStats()
                 rows = pools[i].run_ids(ids, st)
                 stable[i] &= [pools[i].tokenizer.decode(r) for r in rows] == warm[i]
                 runs[i].append(st)
                 _log(f"[throughput] rep {rep + 1}/{reps} {chosen[i][0].label} ({chosen[i][1].label()}): "
                      f"{st.sentences / st.seconds:.2f} sent/s", log)
-        for i, ((m, s), pool) in enumerate(zip(chosen, pools)):
+        for i, ((m, s), pool) in enumerate(zip(chosen, pools, strict=True)):
             sps = [r.sentences / r.seconds for r in runs[i]]
             tps = [r.output_tokens / r.seconds for r in runs[i]]
-            bleu = round(score(warm[i], references).score, 2) if references is not None else None
             results[(m.label, s.runtime)] = Throughput(
                 setting=s, sentences=len(sources), reps=reps, seconds=[round(r.seconds, 3) for r in runs[i]],
                 sentences_per_s=round(_median(sps), 3), sentences_per_s_runs=[round(v, 3) for v in sps],
                 target_tokens_per_s=round(_median(tps), 1), peak_rss_mb=round(pool.peak_rss_bytes() / 2**20, 1),
-                bleu=bleu, outputs_stable=stable[i])
+                bleu=round(score(warm[i], references).score, 2) if references is not None else None,
+                outputs_stable=stable[i])
     finally:
         for pool in pools:
             pool.close()
+    return results
 
-    # ---- phase 3: batch-1 latency, alternating sentence by sentence
+
+def _latency(models: Sequence[ModelArg], best: dict[str, Throughput | None], sources: Sequence[str],
+             latency_sentences: int, log) -> dict[str, Latency]:
+    """Phase 3: batch-1 latency, one single-stream pool per model, alternating sentence by sentence."""
+    latency: dict[str, Latency] = {}
+    if latency_sentences < 1:
+        return latency
+    lat_pools: list[tuple[ModelArg, StreamPool]] = []
+    try:
+        for m in models:
+            b = best[m.label]
+            if b is not None:
+                lat_pools.append((m, StreamPool(m.model, StreamSpec(streams=1, runtime=b.setting.runtime))))
+        lat_src = list(sources[:latency_sentences])
+        times: dict[str, list[float]] = {m.label: [] for m, _ in lat_pools}
+        for _, pool in lat_pools:  # warm-up
+            for sent in lat_src[:5]:
+                pool.translate([sent])
+        for k, sent in enumerate(lat_src):
+            for m, pool in lat_pools[k % len(lat_pools):] + lat_pools[:k % len(lat_pools)]:
+                start = time.perf_counter()
+                pool.translate([sent])
+                times[m.label].append((time.perf_counter() - start) * 1000)
+        for m, pool in lat_pools:
+            v = times[m.label]
+            latency[m.label] = Latency(runtime=pool.spec.runtime, threads=pool.plan[0][1], sentences=len(v),
+                                       p50_ms=round(_percentile(v, 0.5), 2), p90_ms=round(_percentile(v, 0.9), 2),
+                                       mean_ms=round(statistics.fmean(v), 2))
+            _log(f"[latency] {m.label}: p50 {latency[m.label].p50_ms:.1f} ms, p90 {latency[m.label].p90_ms:.1f} ms", log)
+    finally:
+        for _, pool in lat_pools:
+            pool.close()
+    return latency
+
+
+def _headline(model_results: list[ModelResult]) -> Headline | None:
+    """Every model's ratio to the best FP32 configuration (set on the results), and the best INT8's headline."""
+    fp32 = [(r, r.best) for r in model_results if r.precision == "fp32" and r.best is not None]
+    if not fp32:
+        return None
+    ref_model, ref = max(fp32, key=lambda x: x[1].sentences_per_s)
+    for r in model_results:
+        if r.best is not None:
+            r.speedup_vs_best_fp32 = round(r.best.sentences_per_s / ref.sentences_per_s, 3)
+            if r.best.bleu is not None and ref.bleu is not None:
+                r.bleu_drop_vs_fp32 = round(ref.bleu - r.best.bleu, 2)
+    int8 = [r for r in model_results if r.precision == "int8" and r.best is not None]
+    top = max(int8, key=lambda r: r.best.sentences_per_s) if int8 else None  # type: ignore[union-attr]
+    return Headline(
+        best_fp32=f"{ref_model.label} ({ref.setting.label()})", best_fp32_sentences_per_s=ref.sentences_per_s,
+        best_int8=f"{top.label} ({top.best.setting.label()})" if top and top.best else None,
+        best_int8_sentences_per_s=top.best.sentences_per_s if top and top.best else None,
+        speedup=top.speedup_vs_best_fp32 if top else None, bleu_drop=top.bleu_drop_vs_fp32 if top else None)
+
+
+def run_benchmark(models: Sequence[ModelArg], sources: Sequence[str], references: Sequence[str] | None, *,
+                  dataset: dict[str, str | int | None], grid: Grid = Grid(), reps: int = BENCH_REPS,
+                  search_sentences: int = BENCH_SEARCH_SENTENCES, latency_sentences: int = BENCH_LATENCY_SENTENCES,
+                  command: str = "", log: Callable[[str], None] | None = print) -> BenchmarkReport:
+    """Run the three phases (see the module docstring) and return the report."""
+    t0 = time.perf_counter()
+    streams_grid = _check_args(models, grid, reps, search_sentences, latency_sentences)
+    found = _search(models, list(sources[:search_sentences]), grid, streams_grid, log)
+    results = _throughput(found.best_settings(models, grid.runtimes), sources, references, reps, log)
     best: dict[str, Throughput | None] = {}
     for m in models:
         mine = [t for (label, _), t in results.items() if label == m.label]
         best[m.label] = max(mine, key=lambda t: t.sentences_per_s) if mine else None
-    latency: dict[str, Latency] = {}
-    if latency_sentences > 0:
-        lat_pools: list[tuple[ModelArg, StreamPool]] = []
-        try:
-            for m in models:
-                b = best[m.label]
-                if b is not None:
-                    lat_pools.append((m, StreamPool(m.model, StreamSpec(streams=1, runtime=b.setting.runtime))))
-            lat_src = list(sources[:latency_sentences])
-            times: dict[str, list[float]] = {m.label: [] for m, _ in lat_pools}
-            for _, pool in lat_pools:  # warm-up
-                for sent in lat_src[:5]:
-                    pool.translate([sent])
-            for k, sent in enumerate(lat_src):
-                rotation = lat_pools[k % len(lat_pools):] + lat_pools[:k % len(lat_pools)]
-                for m, pool in rotation:
-                    start = time.perf_counter()
-                    pool.translate([sent])
-                    times[m.label].append((time.perf_counter() - start) * 1000)
-            for m, pool in lat_pools:
-                v = times[m.label]
-                latency[m.label] = Latency(runtime=pool.spec.runtime, threads=pool.plan[0][1], sentences=len(v),
-                                           p50_ms=round(_percentile(v, 0.5), 2), p90_ms=round(_percentile(v, 0.9), 2),
-                                           mean_ms=round(statistics.fmean(v), 2))
-                _log(f"[latency] {m.label}: p50 {latency[m.label].p50_ms:.1f} ms, p90 {latency[m.label].p90_ms:.1f} ms",
-                     log)
-        finally:
-            for _, pool in lat_pools:
-                pool.close()
-
-    # ---- assemble
-    model_results: list[ModelResult] = []
+    latency = _latency(models, best, sources, latency_sentences, log)
+    model_results = []
     for m in models:
-        f = facts[m.label]
+        f = found.facts[m.label]
         model_results.append(ModelResult(
             label=m.label, path=str(m.model.graph_path), precision="int8" if f["int8_matmuls"] else "fp32",
             graph_format=f["graph_format"], int8_matmuls=f["int8_matmuls"], matmuls=f["matmuls"],
-            file_bytes=os.path.getsize(m.model.graph_path), search=search[m.label], skipped=skipped[m.label],
-            throughput=[t for (label, _), t in results.items() if label == m.label], best=best[m.label],
-            latency=latency.get(m.label), speedup_vs_best_fp32=None, bleu_drop_vs_fp32=None))
-    fp32 = [(r, r.best) for r in model_results if r.precision == "fp32" and r.best is not None]
-    headline = None
-    if fp32:
-        ref_model, ref = max(fp32, key=lambda x: x[1].sentences_per_s)
-        for r in model_results:
-            if r.best is not None:
-                r.speedup_vs_best_fp32 = round(r.best.sentences_per_s / ref.sentences_per_s, 3)
-                if r.best.bleu is not None and ref.bleu is not None:
-                    r.bleu_drop_vs_fp32 = round(ref.bleu - r.best.bleu, 2)
-        int8 = [r for r in model_results if r.precision == "int8" and r.best is not None]
-        top = max(int8, key=lambda r: r.best.sentences_per_s) if int8 else None  # type: ignore[union-attr]
-        headline = Headline(
-            best_fp32=f"{ref_model.label} ({ref.setting.label()})", best_fp32_sentences_per_s=ref.sentences_per_s,
-            best_int8=f"{top.label} ({top.best.setting.label()})" if top and top.best else None,
-            best_int8_sentences_per_s=top.best.sentences_per_s if top and top.best else None,
-            speedup=top.speedup_vs_best_fp32 if top else None, bleu_drop=top.bleu_drop_vs_fp32 if top else None)
+            file_bytes=os.path.getsize(m.model.graph_path), search=found.points[m.label],
+            skipped=found.skipped[m.label], throughput=[t for (label, _), t in results.items() if label == m.label],
+            best=best[m.label], latency=latency.get(m.label), speedup_vs_best_fp32=None, bleu_drop_vs_fp32=None))
+    headline = _headline(model_results)
     return BenchmarkReport(
         tool_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds"), command=command,
-        machine={**machine_info(), "itex_cpu_build": itex_build}, dataset=dataset,
+        machine={**machine_info(), "itex_cpu_build": found.itex_build}, dataset=dataset,
         options={"reps": reps, "search_sentences": min(search_sentences, len(sources)),
                  "latency_sentences": min(latency_sentences, len(sources)), "runtimes": list(grid.runtimes),
                  "streams": list(streams_grid), "batch_sentences": list(grid.batch_sentences),
