@@ -181,7 +181,7 @@ class StreamPool:
         if spec.runtime == "itex" and not all(w["itex"] for w in self.workers):
             self.close()
             raise RuntimeFailure("runtime 'itex' asked for, but the ITEX plugin did not load (is "
-                            "intel-extension-for-tensorflow installed?)")
+                                 "intel-extension-for-tensorflow installed?)")
 
     def _get(self, timeout: float):
         deadline = time.monotonic() + timeout
@@ -192,7 +192,7 @@ class StreamPool:
                 dead = [i for i, p in enumerate(self._procs) if not p.is_alive()]
                 if dead:
                     raise RuntimeFailure(f"translation stream {dead[0]} exited unexpectedly (exit code "
-                                    f"{self._procs[dead[0]].exitcode}); out of memory?") from None
+                                         f"{self._procs[dead[0]].exitcode}); out of memory?") from None
                 if time.monotonic() > deadline:
                     raise RuntimeFailure(f"translation streams gave no answer in {timeout:.0f} s") from None
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inc_transformer_mt.defaults import BACKENDS
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.analysis import consumers, input_op
 
 __all__ = ["BACKENDS", "QuantResult", "fix_quantized_enter", "inc_quantize", "requant_targets"]
@@ -183,7 +183,7 @@ def inc_quantize(
     from neural_compressor.tensorflow.utils import TFConfig, itex_installed
 
     if backend == "itex" and not itex_installed():
-        raise UserError("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
+        raise RuntimeFailure("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
     fp32_ops = sorted(set(fp32_ops))
     config = StaticQuantConfig(weight_granularity=weight_granularity)
     for op in fp32_ops:
