@@ -19,6 +19,7 @@ __all__ = [
     "FALLBACKS",
     "GRANULARITIES",
     "KL_MODES",
+    "MAX_ABSOLUTE_DROP",
     "MAX_DROP",
     "MAX_SENTENCES",
     "MAX_TOKENS",
@@ -56,6 +57,7 @@ CALIBRATION_METHODS = ("minmax", "kl")
 KL_MODES = ("symmetric", "independent", "conjugate")
 CRITERION_TYPES = ("absolute", "relative")
 MAX_DROP = 0.5  # BLEU points
+MAX_ABSOLUTE_DROP = 10.0  # above this an absolute criterion passes almost anything
 FALLBACKS = ("sensitivity", "none")
 GRANULARITIES = ("block", "op")
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")

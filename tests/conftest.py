@@ -111,7 +111,7 @@ data:
   tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
   heldout: {{source: src.en, reference: ref.de, start: 24, size: 24}}
 calibration: {{method: minmax, batch_size: 4}}
-tuning: {{fallback: none, max_trials: 1, criterion: {{type: absolute, max_drop: 100}}}}
+tuning: {{fallback: none, max_trials: 1, criterion: {{type: relative, max_drop: 0.99}}}}
 backend: itex
 outputs: {{dir: tuned, overwrite: never}}
 """)

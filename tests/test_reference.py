@@ -102,7 +102,8 @@ def test_demo_tunes_the_reference_model_and_reports(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("INC_MT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     sets = ["data.tuning.size=24", "data.calibration.size=8", "data.heldout.size=16", "tuning.max_trials=1",
-            "tuning.fallback=none", "tuning.criterion.max_drop=100", "calibration.batch_size=8"]
+            "tuning.fallback=none", "tuning.criterion.type=relative", "tuning.criterion.max_drop=0.99",
+            "calibration.batch_size=8"]
     code = main(["demo", "--out", str(out), *[a for s in sets for a in ("--set", s)]])
     text = capsys.readouterr().out
     assert code == 0, text

@@ -139,6 +139,10 @@ def test_swapped_model_file_is_caught(tuned_tiny, tiny_model_dir, tmp_path, caps
     (lambda m: json.dumps({**m, "manifest_version": 7}), "manifest_version"),
     (lambda m: json.dumps({k: v for k, v in m.items() if k != "model"}), "model: missing required key"),
     (lambda m: json.dumps({**m, "evaluations": []}), "evaluations: empty"),
+    # a NaN (Python's json writes and reads it) would make every comparison false, so the check could not fail
+    (lambda m: json.dumps({**m, "evaluations": [{**m["evaluations"][0], "int8_bleu": float("nan")}]}),
+     "evaluations.0.int8_bleu: Input should be a finite number"),
+    (lambda m: json.dumps({**m, "tolerances": {"bleu": float("inf")}}), "tolerances.bleu"),
 ])
 def test_malformed_manifest_exits_2_with_the_reason(tuned_tiny, tmp_path, capsys, mutate, expected):
     model = _copy(tuned_tiny, tmp_path / "m")

@@ -18,6 +18,7 @@ from inc_transformer_mt.defaults import (
     FALLBACKS,
     GRANULARITIES,
     KL_MODES,
+    MAX_ABSOLUTE_DROP,
     MAX_DROP,
     MAX_SENTENCES,
     MAX_TOKENS,
@@ -50,7 +51,7 @@ RECIPE_VERSION = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -185,6 +186,9 @@ class CriterionSpec(_Strict):
     def _range(self) -> CriterionSpec:
         if self.type == "relative" and self.max_drop >= 1:
             raise ValueError("a relative max_drop is a fraction of the FP32 score, below 1 (0.01 = 1%)")
+        if self.type == "absolute" and self.max_drop > MAX_ABSOLUTE_DROP:
+            raise ValueError(f"an absolute max_drop above {MAX_ABSOLUTE_DROP:g} BLEU points accepts almost any model, "
+                             "so the check could not fail")
         return self
 
 

@@ -39,7 +39,7 @@ MANIFEST_VERSION = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN BLEU would make every check pass
 
 
 class EvalSet(_Strict):
