@@ -19,15 +19,28 @@ def _umask() -> int:
     return mask
 
 
+def _writable_target(path: Path) -> Path:
+    """The file to replace: a symlink's target (so the link survives); a UserError when it is not a regular file."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise UserError(f"{path}: output path is {kind}; give a file name")
+    return path
+
+
 def atomic_write(path: str | Path, data: str | bytes, *, gzip_level: int | None = None) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` so that readers see the old file or the new one, never a part.
 
     With ``gzip_level`` the bytes are gzip-compressed deterministically (no name, mtime 0).
 
+    A symlink is followed: its target is replaced and the link kept. Anything at ``path`` that is not a regular
+    file (a directory, a FIFO, a device such as /dev/null) is refused rather than replaced.
+
     Raises:
-        UserError: the target directory does not exist.
+        UserError: the target directory does not exist, or the path is not a regular file.
     """
-    path = Path(path)
+    path = _writable_target(Path(path))
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"{path}: output directory {parent} does not exist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,3 +45,27 @@ def test_pad_batch():
     batch = pad_batch([[5, 6, 1], [7, 1]])
     assert batch.dtype == np.int32
     assert batch.tolist() == [[5, 6, 1], [7, 1, 0]]
+
+
+def test_atomic_write_replaces_a_symlinks_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    atomic_write(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device"])
+def test_atomic_write_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    if kind == "directory":
+        path = tmp_path / "d"
+        path.mkdir()
+    elif kind == "fifo":
+        path = tmp_path / "f"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/null")
+    with pytest.raises(UserError, match="output path is"):
+        atomic_write(path, "x")
+    assert not path.is_file()  # left as it was: nothing replaced it
