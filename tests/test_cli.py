@@ -205,3 +205,13 @@ def test_tune_bad_inputs_give_one_error_line_and_write_nothing(tmp_path, tiny_mo
     err = capsys.readouterr().err
     assert code == 2 and "outputs.dir" in err and "not empty" in err
     assert (tmp_path / "out" / "keep.txt").read_text() == "user data"
+    # 'replace' never deletes a directory of other files, nor the FP32 model's own directory
+    replace = base.replace("overwrite: never", "overwrite: replace").format(model=tiny_model_dir, start=0, size=10)
+    code = main(["tune", str(_recipe(tmp_path, replace))])
+    err = capsys.readouterr().err
+    assert code == 2 and "did not write" in err and (tmp_path / "out" / "keep.txt").read_text() == "user data"
+    before = sorted(p.name for p in tiny_model_dir.iterdir())
+    into_model = replace.replace("dir: out", f"dir: {tiny_model_dir}")
+    code = main(["tune", str(_recipe(tmp_path, into_model))])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds the FP32 model" in err and sorted(p.name for p in tiny_model_dir.iterdir()) == before

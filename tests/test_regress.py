@@ -206,3 +206,24 @@ def test_isa_class_order():
     assert isa_class({"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"
     assert isa_class({"avx2", "fma"}) == "avx2"
     assert isa_class({"sse4_2"}) == "baseline"
+
+
+def test_failing_tune_never_replaces_a_passing_model(tuned_tiny, tmp_path, capsys):
+    """outputs.overwrite 'replace' on a passing model's directory, and the new tune fails: the model stays,
+    the failed report goes beside it."""
+    import yaml
+
+    model = _copy(tuned_tiny, tmp_path / "keep")
+    before = (model / "model.pb.gz").read_bytes()
+    recipe = yaml.safe_load((tuned_tiny / "recipe.resolved.yaml").read_text())
+    recipe["tuning"]["criterion"] = {"type": "absolute", "max_drop": 0.001}  # the tiny model cannot meet it
+    recipe["outputs"] = {"dir": str(model), "overwrite": "replace"}
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    code = main(["tune", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED" in out
+    assert (model / "model.pb.gz").read_bytes() == before and json.loads((model / "report.json").read_text())[
+        "status"] == "passed"
+    failed = model.with_name(model.name + ".failed")
+    assert json.loads((failed / "report.json").read_text())["status"] == "failed" and str(failed) in out

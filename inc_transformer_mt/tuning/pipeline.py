@@ -48,7 +48,7 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
 
     recipe_path = Path(recipe_path)
     recipe = stages.load_recipe_file(recipe_path, overrides)
-    check_output_dir(Path(recipe.outputs.dir), recipe.outputs.overwrite)
+    check_output_dir(Path(recipe.outputs.dir), recipe.outputs.overwrite, protected=Path(recipe.model.path))
     clock = _Walls()
     inputs = stages.load_inputs(recipe_path, recipe)
     with Translator(inputs.model) as fp32:
@@ -68,8 +68,8 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
             heldout = clock("heldout_s", stages.score_heldout, inputs, fp32, final, label)
     report = stages.build_report(inputs, fp32, baseline, cal, found, int8=int8, passes=passes, heldout=heldout,
                                  walls=clock.total())
-    report = publish(report, final, inputs.model, recipe, recipe_path)
-    return TuneResult(report=report, out_dir=Path(recipe.outputs.dir))
+    report, out_dir = publish(report, final, inputs.model, recipe, recipe_path)
+    return TuneResult(report=report, out_dir=out_dir)
 
 
 class _Walls:

@@ -16,20 +16,43 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.graph import ResolvedModel
 from inc_transformer_mt.recipe import Recipe, dump_recipe
 from inc_transformer_mt.report.manifest import manifest_from_report, write_manifest
-from inc_transformer_mt.report.tune_report import TuneReport, render_markdown
+from inc_transformer_mt.report.tune_report import TuneReport, load_report, render_markdown
 
-__all__ = ["GRAPH_NAME", "check_output_dir", "publish", "publish_dir"]
+__all__ = ["GRAPH_NAME", "check_output_dir", "failed_report_dir", "publish", "publish_dir"]
 
 GRAPH_NAME = "model.pb.gz"
 
 
-def check_output_dir(out: Path, policy: str) -> None:
-    """Refuse (exit 2) before any work when the output directory cannot be written under the policy."""
+def _written_by_us(out: Path) -> TuneReport | None:
+    """The tune report of a directory this package wrote (None when there is no valid report.json)."""
+    if not (out / "report.json").is_file():
+        return None
+    try:
+        return load_report(out / "report.json")
+    except UserError:
+        return None
+
+
+def check_output_dir(out: Path, policy: str, protected: Path | None = None) -> None:
+    """Refuse (exit 2) before any work when the output directory cannot be written under the policy.
+
+    ``replace`` only ever replaces a directory this package wrote (it holds a valid report.json), never a
+    directory of other files, and never one that holds ``protected`` (the FP32 model being tuned).
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"outputs.dir: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and policy == "never":
-        raise UserError(f"outputs.dir: {out} is not empty and outputs.overwrite is 'never' "
-                        "(use --set outputs.overwrite=replace to replace it)")
+    if protected is not None:
+        model, target = protected.resolve(), out.resolve()
+        if model == target or target in model.parents:
+            raise UserError(f"outputs.dir: {out} holds the FP32 model being tuned ({protected}); choose another "
+                            "directory")
+    if out.is_dir() and any(out.iterdir()):
+        if policy == "never":
+            raise UserError(f"outputs.dir: {out} is not empty and outputs.overwrite is 'never' "
+                            "(use --set outputs.overwrite=replace to replace it)")
+        if _written_by_us(out) is None:
+            raise UserError(f"outputs.dir: {out} holds files this package did not write (no valid report.json); "
+                            "outputs.overwrite 'replace' only replaces a previous tune's output")
     parent = out.parent
     if not parent.exists():
         try:
@@ -40,12 +63,17 @@ def check_output_dir(out: Path, policy: str) -> None:
         raise UserError(f"outputs.dir: {parent} is not writable")
 
 
+def failed_report_dir(out: Path) -> Path:
+    """Where a failing tune writes its report when ``out`` holds a passing model it must not replace."""
+    return out.with_name(out.name + ".failed")
+
+
 def publish_dir(staging: Path, out: Path, policy: str) -> None:
     """Move a finished staging directory to ``out`` (swapping out an old one under 'replace')."""
     if out.exists() and any(out.iterdir()):
-        if policy == "never":
-            raise UserError(f"outputs.dir: {out} appeared while tuning and outputs.overwrite is 'never'; "
-                            f"the results are left in {staging}")
+        if policy == "never" or _written_by_us(out) is None:
+            raise UserError(f"outputs.dir: {out} was filled by something else while tuning; nothing was written "
+                            "(run again with another outputs.dir)")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
         os.replace(staging, out)
@@ -80,9 +108,18 @@ def _write_model(staging: Path, out_dir: Path, report: TuneReport, graph_def, mo
     return report
 
 
-def publish(report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe, recipe_path: Path) -> TuneReport:
-    """Stage 9: report (and, for a passing tune, the model) into ``recipe.outputs.dir`` atomically."""
+def publish(report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe,
+            recipe_path: Path) -> tuple[TuneReport, Path]:
+    """Stage 9: report (and, for a passing tune, the model) into ``recipe.outputs.dir`` atomically.
+
+    A failing tune never replaces a passing model: when the output directory holds one, the report goes to
+    ``<dir>.failed`` beside it. Returns the report as written and the directory it is in.
+    """
     out_dir = Path(recipe.outputs.dir)
+    previous = _written_by_us(out_dir) if out_dir.is_dir() else None
+    if not report.passed and previous is not None and previous.passed:
+        out_dir = failed_report_dir(out_dir)
+        check_output_dir(out_dir, recipe.outputs.overwrite)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     mask = os.umask(0)
     os.umask(mask)
@@ -97,4 +134,4 @@ def publish(report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return report
+    return report, out_dir
