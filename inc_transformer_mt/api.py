@@ -111,6 +111,8 @@ class DataOptions:
             if self.limit < 1:
                 raise UserError("--limit must be positive")
             src, ref = src[: self.limit], None if ref is None else ref[: self.limit]
+        if not src:
+            raise UserError(f"{src_path}: no sentences to translate")
         return src, ref, label
 
 

@@ -215,3 +215,12 @@ def test_tune_bad_inputs_give_one_error_line_and_write_nothing(tmp_path, tiny_mo
     code = main(["tune", str(_recipe(tmp_path, into_model))])
     err = capsys.readouterr().err
     assert code == 2 and "holds the FP32 model" in err and sorted(p.name for p in tiny_model_dir.iterdir()) == before
+
+
+def test_evaluate_on_empty_files_is_bad_input(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "s.en").write_text("")
+    (tmp_path / "r.de").write_text("")
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--source", str(tmp_path / "s.en"),
+                 "--reference", str(tmp_path / "r.de")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no sentences" in err and err.count("\n") == 1

@@ -143,6 +143,9 @@ def test_swapped_model_file_is_caught(tuned_tiny, tiny_model_dir, tmp_path, caps
     (lambda m: json.dumps({**m, "evaluations": [{**m["evaluations"][0], "int8_bleu": float("nan")}]}),
      "evaluations.0.int8_bleu: Input should be a finite number"),
     (lambda m: json.dumps({**m, "tolerances": {"bleu": float("inf")}}), "tolerances.bleu"),
+    (lambda m: json.dumps({**m, "criterion": {"type": "absolute"}}), "criterion.max_drop: missing required key"),
+    (lambda m: json.dumps({**m, "criterion": {"type": "absolute", "max_drop": "half"}}), "criterion.max_drop"),
+    (lambda m: json.dumps({**m, "criterion": {"type": "absolute", "max_drop": 1e9}}), "criterion.max_drop"),
 ])
 def test_malformed_manifest_exits_2_with_the_reason(tuned_tiny, tmp_path, capsys, mutate, expected):
     model = _copy(tuned_tiny, tmp_path / "m")
@@ -227,3 +230,9 @@ def test_failing_tune_never_replaces_a_passing_model(tuned_tiny, tmp_path, capsy
         "status"] == "passed"
     failed = model.with_name(model.name + ".failed")
     assert json.loads((failed / "report.json").read_text())["status"] == "failed" and str(failed) in out
+
+
+def test_speed_reps_must_be_positive(tuned_tiny, capsys):
+    code = main(["regress", str(tuned_tiny), "--speed", "--speed-reps", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "error: --speed-reps must be at least 1 (got 0)"

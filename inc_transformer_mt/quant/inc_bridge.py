@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import re
 import sys
@@ -180,9 +181,10 @@ def inc_quantize(
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     from neural_compressor.tensorflow import Model, StaticQuantConfig, quantize_model
-    from neural_compressor.tensorflow.utils import TFConfig, itex_installed
+    from neural_compressor.tensorflow.utils import TFConfig
 
-    if backend == "itex" and not itex_installed():
+    # not INC's itex_installed(): its bare `except:` turns a Ctrl-C into "ITEX is not installed"
+    if backend == "itex" and importlib.util.find_spec("intel_extension_for_tensorflow") is None:
         raise RuntimeFailure("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
     fp32_ops = sorted(set(fp32_ops))
     config = StaticQuantConfig(weight_granularity=weight_granularity)

@@ -310,6 +310,8 @@ def run_regress(model_dir: str | Path, manifest_path: str | Path | None = None, 
     """
     from inc_transformer_mt.env import isa_class
 
+    if speed_reps < 1:
+        raise UserError(f"--speed-reps must be at least 1 (got {speed_reps})")
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
     manifest_path = Path(manifest_path) if manifest_path else model_dir / MANIFEST_NAME

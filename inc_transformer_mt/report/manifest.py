@@ -15,9 +15,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.defaults import CRITERION_TYPES, MAX_ABSOLUTE_DROP
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.metrics.criterion import Criterion
 from inc_transformer_mt.report.tune_report import SetInfo, TuneReport
@@ -95,6 +96,19 @@ class ModelRef(_Strict):
     fp32_sha256: str
 
 
+class CriterionRecord(_Strict):
+    """The criterion the model was tuned to (``drop_vs_fp32`` checks it), bounded as in recipes."""
+
+    type: Literal[CRITERION_TYPES]  # type: ignore[valid-type]
+    max_drop: float = Field(gt=0, le=MAX_ABSOLUTE_DROP)
+
+    @model_validator(mode="after")
+    def _relative_below_one(self) -> CriterionRecord:
+        if self.type == "relative" and self.max_drop >= 1:
+            raise ValueError("a relative max_drop is a fraction of the FP32 score, below 1")
+        return self
+
+
 class Manifest(_Strict):
     manifest_version: Literal[1] = MANIFEST_VERSION
     created: str
@@ -102,7 +116,7 @@ class Manifest(_Strict):
     recipe: str | None = Field(None, description="the recipe file the model was tuned with, relative to the manifest")
     recipe_sha256: str | None = Field(None, description="its hash then: regress warns when the file has changed")
     backend: str
-    criterion: dict[str, float | str]
+    criterion: CriterionRecord
     signature: str
     evaluations: list[Evaluation] = Field(default_factory=list)
     matmul_precision: dict[str, Literal["int8", "fp32"]]
@@ -117,8 +131,7 @@ class Manifest(_Strict):
         return None
 
     def allowed_drop(self, fp32_bleu: float) -> float:
-        return Criterion(str(self.criterion.get("type", "absolute")),
-                         float(self.criterion["max_drop"])).allowed_drop(fp32_bleu)
+        return Criterion(self.criterion.type, self.criterion.max_drop).allowed_drop(fp32_bleu)
 
 
 def sha256_file(path: Path) -> str:
@@ -135,7 +148,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: manifest not found (create one with `inc-mt regress --rebaseline`)") from None
+        raise UserError(f"{path}: manifest not found (inc-mt tune writes one beside every passing model; --manifest names another)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read manifest ({exc})") from None
     try:
