@@ -211,7 +211,9 @@ class TuningSpec(_Strict):
 class OutputsSpec(_Strict):
     dir: str = Field("out/tuned", description="output directory (relative to the recipe file)")
     overwrite: Literal[OVERWRITE_POLICIES] = Field(  # type: ignore[valid-type]
-        "never", description="never: refuse a non-empty output directory; replace: swap it atomically"
+        "never", description="never: refuse a non-empty output directory; replace: swap out a previous tune's output "
+        "atomically (never a directory of other files or the FP32 model's; a failing tune writes DIR.failed "
+        "instead of replacing a passing model)"
     )
 
 
