@@ -160,8 +160,8 @@ class _PoolTranslator:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.pool.close()
+    def __exit__(self, exc_type, *exc):
+        self.pool.close(now=exc_type is not None)
 
 
 def open_translator(model: ResolvedModel, run: RunOptions):

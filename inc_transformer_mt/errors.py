@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_RUNTIME_FAILURE",
+    "EXIT_TERMINATED",
     "RuntimeFailure",
     "UserError",
 ]
@@ -27,7 +28,8 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_RUNTIME_FAILURE = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM), e.g. a CI timeout
 
 
 class UserError(Exception):

@@ -67,3 +67,54 @@ def test_stream_start_failure_is_one_user_error(tmp_path, tiny_model_dir):
     graph.write_bytes(b"not a graph")
     with pytest.raises(UserError, match="not a frozen TensorFlow GraphDef"):
         StreamPool(resolve_model(bad), StreamSpec(streams=1))
+
+
+def _start_translate_with_streams(tiny_model_dir, tmp_path):
+    """`inc-mt translate --streams 2` on a long input, returned once both worker processes exist."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "in.en").write_text("".join(s + "\n" for s in _random_sentences(4000, seed=5)))
+    proc = subprocess.Popen([sys.executable, "-m", "inc_transformer_mt.cli.main", "translate", str(tmp_path / "in.en"),
+                             "--model", str(tiny_model_dir), "--streams", "2", "--max-sentences", "1",
+                             "-o", str(tmp_path / "out.de")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        if len(workers) == 2:
+            time.sleep(3)  # let them load the graph and start translating
+            return proc, workers
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"no two workers appeared: {proc.communicate()[1][-2000:]}")
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL", "SIGINT"])
+def test_workers_end_with_their_parent(tiny_model_dir, tmp_path, sig):
+    """A CI timeout (SIGTERM), a kill -9 of the command, or Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it) leaves no worker process behind and no half-written output; SIGTERM and Ctrl-C end in
+    one line (no worker tracebacks) and exit 143 / 130."""
+    import os
+    import signal
+
+    import psutil
+
+    proc, workers = _start_translate_with_streams(tiny_model_dir, tmp_path)
+    if sig == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
+    assert not (tmp_path / "out.de").exists() and not list(tmp_path.glob(".out.de.*"))
+    if sig == "SIGTERM":
+        assert proc.returncode == 143 and err.strip().splitlines() == ["error: terminated (SIGTERM)"], err
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and err.strip().splitlines() == ["error: interrupted"], err

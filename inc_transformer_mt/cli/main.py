@@ -3,7 +3,7 @@
 Exit codes: 0 ok; 1 a check failed (tune met no criterion, regress found a regression, optimize changed a
 translation); 2 bad input or usage (one ``error:`` line naming the file, line or key); 3 a runtime failure
 (the input was fine, running it failed: a kernel error, a dead worker, a full disk; one ``error:`` line);
-130 interrupted. ``--debug`` adds the traceback. TensorFlow is imported only by the commands that run a
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM; worker processes end with the command). ``--debug`` adds the traceback. TensorFlow is imported only by the commands that run a
 graph, so ``inc-mt --help`` is instant. Each command lives in its own module under ``cli/commands``.
 """
 
@@ -12,14 +12,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
 from inc_transformer_mt import __version__
 from inc_transformer_mt.cli.commands import COMMANDS
 from inc_transformer_mt.cli.options import quiet_tensorflow
-from inc_transformer_mt.errors import EXIT_INTERRUPTED, EXIT_RUNTIME_FAILURE, RuntimeFailure, UserError
+from inc_transformer_mt.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME_FAILURE,
+    EXIT_TERMINATED,
+    RuntimeFailure,
+    UserError,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -38,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread so that every ``with`` block (worker pools, staging
+    directories) cleans up on the way out."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
@@ -54,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.quiet_tf:
         quiet_tensorflow()
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be handled
+    if main_thread:
+        previous = signal.signal(signal.SIGTERM, _terminated)  # a CI timeout: unwind, close workers, one line
     try:
         return int(args.func(args))
     except UserError as exc:
@@ -62,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"runtime failure: {exc}", exc.exit_code, args.debug)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED, args.debug)
+    except Terminated:
+        return _fail("terminated (SIGTERM)", EXIT_TERMINATED, args.debug)
     except BrokenPipeError:
         return 0
     except OSError as exc:  # a full disk, a read-only output, a vanished file: the environment, not the input
@@ -71,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if args.debug else " (run with --debug for the traceback)"
         return _fail(f"runtime failure: unexpected {type(exc).__name__}: {exc}{hint}", EXIT_RUNTIME_FAILURE,
                      args.debug)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ The parent never imports TensorFlow: a pool can run a runtime other than the cal
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,9 +85,23 @@ def plan_cores(cores: Sequence[int], streams: int, threads: int = 0) -> list[tup
     return plan
 
 
+def _die_with_parent(parent: int) -> None:
+    """Make this worker end when the parent does, however the parent ends (SIGKILL included): Linux's
+    PR_SET_PDEATHSIG; and Ctrl-C is the parent's to handle (it stops the workers), so no worker tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: the parent's close() and the daemon flag remain
+        return
+    if os.getppid() != parent:  # the parent died before the call above
+        os._exit(1)
+
+
 def _worker(index: int, graph_path: str, meta: dict[str, Any], tokenizer_path: str, runtime: str,
-            cpus: list[int], threads: int, tasks, results) -> None:
+            cpus: list[int], threads: int, tasks, results, parent: int) -> None:
     """One stream: pin, import TensorFlow with ``runtime``, load the graph, then run batches until None."""
+    _die_with_parent(parent)
     try:
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cpus)
@@ -163,7 +180,7 @@ class StreamPool:
         for i, (cpus, threads) in enumerate(self.plan):
             p = ctx.Process(target=_worker, daemon=True,
                             args=(i, str(model.graph_path), meta, str(model.tokenizer_path), spec.runtime, cpus,
-                                  threads, self._tasks, self._results))
+                                  threads, self._tasks, self._results, os.getpid()))
             p.start()
             self._procs.append(p)
         try:
@@ -176,7 +193,7 @@ class StreamPool:
                     self.workers[index] = payload
                     ready += 1
         except BaseException:
-            self.close()
+            self.close(now=True)
             raise
         if spec.runtime == "itex" and not all(w["itex"] for w in self.workers):
             self.close()
@@ -196,14 +213,20 @@ class StreamPool:
                 if time.monotonic() > deadline:
                     raise RuntimeFailure(f"translation streams gave no answer in {timeout:.0f} s") from None
 
-    def close(self) -> None:
-        for _ in self._procs:
-            try:
-                self._tasks.put(None)
-            except (OSError, ValueError):
-                pass
+    def close(self, *, now: bool = False) -> None:
+        """Stop the workers: after the queued work (``now=False``, the normal end), or at once (an error,
+        Ctrl-C, SIGTERM: the queued batches are abandoned)."""
+        for queue_ in (self._tasks, self._results):
+            queue_.cancel_join_thread()  # never block the interpreter's exit on flushing abandoned batches
+        if not now:
+            for _ in self._procs:
+                try:
+                    self._tasks.put(None)
+                except (OSError, ValueError):
+                    pass
         for p in self._procs:
-            p.join(timeout=10)
+            if not now:
+                p.join(timeout=10)
             if p.is_alive():
                 p.kill()
                 p.join()
@@ -212,8 +235,8 @@ class StreamPool:
     def __enter__(self) -> StreamPool:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(now=exc_type is not None)
 
     def peak_rss_bytes(self) -> int:
         """Sum of the streams' peak resident memory (VmHWM) so far."""
