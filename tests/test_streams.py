@@ -111,7 +111,7 @@ def test_workers_end_with_their_parent(tiny_model_dir, tmp_path, sig):
     else:
         proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=60)
-    gone, alive = psutil.wait_procs(workers, timeout=20)
+    _, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
     assert not (tmp_path / "out.de").exists() and not list(tmp_path.glob(".out.de.*"))
     if sig == "SIGTERM":
