@@ -37,6 +37,30 @@ def _key_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], sour
             _key_lines(item, (*prefix, index), lines, source)
 
 
+#: deeper than any recipe needs (the schema's deepest key is 4 levels); guards the recursive composer
+MAX_DEPTH = 32
+
+
+def _check_structure(text: str, path: Path) -> None:
+    """Refuse YAML anchors/aliases (a recipe never needs them; "billion laughs" expands them to gigabytes and a
+    recursive alias never ends) and absurd nesting, before anything is built from the text."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise UserError(f"{path}:{line}: YAML anchors and aliases (&name, *name) are not allowed in recipes; "
+                                "write the value out")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise UserError(f"{path}:{line}: nested deeper than {MAX_DEPTH} levels; not a recipe")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # reported with its line by the parser below
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (["a", "b", "c"], value parsed as YAML)."""
     key, sep, raw = text.partition("=")
@@ -87,6 +111,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         raise UserError(f"{path}: recipe is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    _check_structure(text, path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
