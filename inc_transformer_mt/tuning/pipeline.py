@@ -56,7 +56,8 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
         cal = clock("calibration_s", stages.calibrate, inputs, fp32, log)
         plan = stages.plan_quantization(recipe, cal.matmuls)
         found = clock("tuning_s", stages.search, inputs, fp32, baseline, cal, plan, log)
-        trial, final, graph = found.chosen
+        trial, graph = found.chosen
+        final = graph.graph_def if graph is not None else None
         int8 = passes = heldout = None
         bleu = trial.bleu if trial is not None else 0.0
         if found.outcome.passed and recipe.passes:

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -267,8 +267,9 @@ def plan_quantization(recipe: Recipe, matmuls: Sequence[str]) -> QuantPlan:
 # ---------------------------------------------------------------------------------------------- search
 @dataclass
 class QuantizedGraph:
-    """What quantizing one trial's graph reported (the graph itself is kept only by the tuner's outcome)."""
+    """One trial's INT8 graph and what quantizing it reported (the tuner's opaque "model")."""
 
+    graph_def: Any
     precision: dict[str, str]
     ranges_replaced: int
     enter_fixes: int
@@ -276,26 +277,24 @@ class QuantizedGraph:
 
 @dataclass
 class Search:
-    """The tuner's outcome plus what each kept graph's quantization reported."""
+    """The tuner's outcome; its models are :class:`QuantizedGraph` (only the passing and closest are kept)."""
 
     outcome: TuneOutcome
-    graphs: dict[int, QuantizedGraph] = field(default_factory=dict)  # id(graph_def) -> details
 
     @property
-    def chosen(self):
-        """(trial, graph, details) of the passing trial, else of the closest one, else (None, None, None)."""
+    def chosen(self) -> tuple[Any, QuantizedGraph | None]:
+        """(trial, graph) of the passing trial, else of the closest one, else (None, None)."""
         o = self.outcome
-        trial, gd = (o.best, o.best_model) if o.best is not None else (o.closest, o.closest_model)
-        return (trial, gd, self.graphs[id(gd)]) if trial is not None else (None, None, None)
+        return (o.best, o.best_model) if o.best is not None else (o.closest, o.closest_model)
 
 
 class _TrialRunner:
     """The tuner's three callbacks (quantize, evaluate, rank) over one FP32 model and calibration."""
 
     def __init__(self, inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibration, plan: QuantPlan,
-                 search: Search, log: Log):
+                 log: Log):
         self.inputs, self.fp32, self.baseline, self.cal, self.plan = inputs, fp32, baseline, calibration, plan
-        self.search, self.log = search, log
+        self.log = log
         self.total_flops = sum(calibration.flops.values()) or 1.0
 
     def quantize(self, fp32_ops: list[str]):
@@ -311,13 +310,13 @@ class _TrialRunner:
                            requant_ranges=self.cal.requant_range if kl else None,
                            weight_granularity=r.quantization.weight_granularity)
         prec = matmul_precision(res.graph_def, self.cal.matmuls)
-        self.search.graphs[id(res.graph_def)] = QuantizedGraph(prec, len(res.replaced_ranges), res.enter_fixes)
         n8 = sum(v == "int8" for v in prec.values())
         share = sum(self.cal.flops[mm] for mm, v in prec.items() if v == "int8") / self.total_flops
-        return res.graph_def, n8, share, graph_format(res.graph_def)
+        graph = QuantizedGraph(res.graph_def, prec, len(res.replaced_ranges), res.enter_fixes)
+        return graph, n8, share, graph_format(res.graph_def)
 
-    def evaluate(self, graph_def) -> float:
-        return _bleu_of(self.inputs, graph_def, self.inputs.tuning)
+    def evaluate(self, graph: QuantizedGraph) -> float:
+        return _bleu_of(self.inputs, graph.graph_def, self.inputs.tuning)
 
     def rank(self):
         from inc_transformer_mt.inference.translate import Translator
@@ -357,16 +356,12 @@ def search(inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibratio
     from inc_transformer_mt.tuning.tuner import Tuner
 
     t = inputs.recipe.tuning
-    result = Search(outcome=TuneOutcome(baseline=baseline.bleu, criterion=inputs.criterion))
-    runner = _TrialRunner(inputs, fp32, baseline, calibration, plan, result, log)
+    runner = _TrialRunner(inputs, fp32, baseline, calibration, plan, log)
     tuner = Tuner(baseline=baseline.bleu, criterion=inputs.criterion, quantize=runner.quantize,
                   evaluate=runner.evaluate, rank=runner.rank, candidate_ops=plan.candidates,
                   forced_fp32=plan.forced_fp32, max_trials=t.max_trials, time_budget_s=t.time_budget_min * 60.0,
                   fallback=t.fallback, clock=time.perf_counter, log=log)
-    result.outcome = tuner.run()
-    kept = {id(result.outcome.best_model), id(result.outcome.closest_model)}
-    result.graphs = {k: v for k, v in result.graphs.items() if k in kept}  # drop the other trials' graphs
-    return result
+    return Search(outcome=tuner.run())
 
 
 # ---------------------------------------------------------------------------------------------- passes
