@@ -211,6 +211,7 @@ def test_isa_class_order():
     assert isa_class({"sse4_2"}) == "baseline"
 
 
+@pytest.mark.slow  # a second end-to-end tune
 def test_failing_tune_never_replaces_a_passing_model(tuned_tiny, tmp_path, capsys):
     """outputs.overwrite 'replace' on a passing model's directory, and the new tune fails: the model stays,
     the failed report goes beside it."""
