@@ -98,9 +98,15 @@ class DataOptions:
 
     def load(self, *, need_reference: bool) -> tuple[list[str], list[str] | None, str]:
         """(sources, references or None, label), cut to ``limit``; a reference is required when asked for."""
+        src_path, ref_path, label = self.files()
+        src, ref = self.read(src_path, ref_path, need_reference=need_reference)
+        return src, ref, label
+
+    def read(self, src_path: Path, ref_path: Path | None, *,
+             need_reference: bool) -> tuple[list[str], list[str] | None]:
+        """The sentences of :meth:`files`' paths, cut to ``limit``."""
         from inc_transformer_mt.data.corpus import read_lines, read_parallel
 
-        src_path, ref_path, label = self.files()
         if need_reference and ref_path is None:
             raise UserError("--source needs --reference here (BLEU is scored against it)")
         if ref_path is not None:
@@ -113,7 +119,7 @@ class DataOptions:
             src, ref = src[: self.limit], None if ref is None else ref[: self.limit]
         if not src:
             raise UserError(f"{src_path}: no sentences to translate")
-        return src, ref, label
+        return src, ref
 
 
 @dataclass(frozen=True)
@@ -231,8 +237,8 @@ def evaluate(*, model: ModelOptions = ModelOptions(), data: DataOptions = DataOp
     """Translate a test set and score it with sacreBLEU (signature included)."""
     from inc_transformer_mt.metrics.bleu import score
 
-    src, ref, label = data.load(need_reference=True)
-    source, reference, _ = data.files()
+    source, reference, label = data.files()
+    src, ref = data.read(source, reference, need_reference=True)
     resolved = model.resolve()
     run = run.settled(resolved)
     with open_translator(resolved, run) as translator:
