@@ -26,6 +26,7 @@ __all__ = [
     "MULTI30K_SPLITS",
     "OVERWRITE_POLICIES",
     "PASS_NAMES",
+    "DEFAULT_PASSES",
     "REGRESS_SPEED_REPS",
     "RUNTIMES",
     "RUNTIME_MAX_SENTENCES",
@@ -62,7 +63,10 @@ FALLBACKS = ("sensitivity", "none")
 GRANULARITIES = ("block", "op")
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")
 OVERWRITE_POLICIES = ("never", "replace")
-PASS_NAMES = ("gather_nd_to_gather", "dedupe_quantize")
+PASS_NAMES = ("beam_invariant_state", "hoist_loop_invariants", "compose_beam_gathers", "gather_nd_to_gather",
+              "dedupe_quantize")
+#: the decode-loop passes every recipe and `inc-mt optimize` run unless told otherwise (all exact)
+DEFAULT_PASSES = ("dedupe_quantize", "beam_invariant_state", "hoist_loop_invariants", "compose_beam_gathers")
 
 # --- benchmark and regression check
 BENCH_REPS = 3

@@ -15,6 +15,9 @@ __all__ = ["PASS_NAMES", "apply_passes", "get_pass"]
 
 #: name -> (module, function); imported lazily (the passes import TensorFlow)
 _REGISTRY = {
+    "beam_invariant_state": ("inc_transformer_mt.passes.beam_invariant", "beam_invariant_state"),
+    "hoist_loop_invariants": ("inc_transformer_mt.passes.hoist", "hoist_loop_invariants"),
+    "compose_beam_gathers": ("inc_transformer_mt.passes.compose_gathers", "compose_beam_gathers"),
     "gather_nd_to_gather": ("inc_transformer_mt.passes.gather_nd", "gather_nd_to_gather"),
     "dedupe_quantize": ("inc_transformer_mt.passes.dedupe_quantize", "dedupe_quantize"),
 }

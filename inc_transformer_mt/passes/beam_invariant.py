@@ -26,6 +26,7 @@ from inc_transformer_mt.passes.graph_edit import (
     GraphIndex,
     LoopVar,
     PassReport,
+    port_of,
     prune_unreachable,
     rewire,
     sinks,
@@ -109,20 +110,21 @@ def _within_sentence(index: GraphIndex, coords_name: str) -> str | None:
 
 def _reorder_only(index: GraphIndex, var: LoopVar, types: dict) -> str | None:
     """None when the update reaches the body read through Identity / Reshape / within-sentence GatherNd only."""
-    if var.body_read is None:
-        return "loop variable has no single body read"
-    read_shape = types[var.body_read.name][0][1]
-    node = index.node(var.next_iteration.input[0])
+    read_op, read_port = var.read_port
+    if var.body_read is None and any(c.op == "Identity" for c in index.consumers(var.switch.name, port=1)):
+        return "loop variable is read through more than one Identity"
+    read_shape = types[read_op][read_port][1]
+    current = var.next_iteration.input[0]
+    node = index.node(current)
     gathers = 0
     seen = 0
-    while node is not None and node.name != var.body_read.name:
+    while node is not None and node.name != read_op:
         seen += 1
         if seen > 64:
             return "update chain longer than 64 nodes"
-        if node.op == "Identity":
-            node = index.node(node.input[0])
-        elif node.op == "Reshape":
-            node = index.node(node.input[0])
+        if node.op in ("Identity", "Reshape"):
+            current = node.input[0]
+            node = index.node(current)
         elif node.op == "GatherNd":
             why = _within_sentence(index, node.input[1])
             if why:
@@ -131,11 +133,14 @@ def _reorder_only(index: GraphIndex, var: LoopVar, types: dict) -> str | None:
             if shape is None or shape.rank != read_shape.rank or not shape.is_compatible_with(read_shape):
                 return "a gathered tensor does not have the loop variable's shape"
             gathers += 1
-            node = index.node(node.input[0])
+            current = node.input[0]
+            node = index.node(current)
         else:
             return f"updated by {node.op}, not only by beam reordering"
     if node is None:
         return "update chain leaves the graph"
+    if port_of(current) != read_port:
+        return "update does not start from the value the body reads"
     if not gathers:
         return "update has no beam gather"
     final = types[input_op(var.next_iteration.input[0])][0][1]
@@ -174,13 +179,16 @@ def beam_invariant_state(graph_def):
             chosen = []
         for var in chosen:
             enter = copy.deepcopy(var.enter)
-            enter.name = unique_name(names, f"{var.body_read.name}/inc_mt_beam_invariant")
+            enter.name = unique_name(names, f"{var.read_port[0]}/inc_mt_beam_invariant")
             names.add(enter.name)
             enter.attr["is_constant"].b = True
             new_nodes.append(enter)
-            mapping[var.body_read.name] = enter.name
-            mapping[f"{var.body_read.name}:0"] = enter.name
-            mapping[f"^{var.body_read.name}"] = f"^{enter.name}"
+            if var.body_read is not None:
+                mapping[var.body_read.name] = enter.name
+                mapping[f"{var.body_read.name}:0"] = enter.name
+                mapping[f"^{var.body_read.name}"] = f"^{enter.name}"
+            else:
+                mapping[var.read_tensor] = enter.name
             if var.exit is not None:  # after the loop the variable still holds its initial value
                 mapping[var.exit.name] = var.enter.input[0]
                 mapping[f"{var.exit.name}:0"] = var.enter.input[0]

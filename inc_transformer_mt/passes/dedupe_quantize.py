@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 
 from inc_transformer_mt.model.analysis import input_op
-from inc_transformer_mt.passes.gather_nd import PassReport
+from inc_transformer_mt.passes.graph_edit import PassReport
 
 __all__ = ["dedupe_quantize"]
 

@@ -12,26 +12,11 @@ from the coordinates so that their constants live in the same frame.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 from inc_transformer_mt.model.analysis import input_op
+from inc_transformer_mt.passes.graph_edit import PassReport
 
-__all__ = ["PassReport", "gather_nd_to_gather"]
-
-
-@dataclass
-class PassReport:
-    name: str
-    rewritten: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    added_nodes: int = 0
-    replaced_by_identity: int = 0
-    removed_nodes: int = 0
-
-    def to_dict(self) -> dict:
-        return {"pass": self.name, "rewritten": len(self.rewritten), "skipped": self.skipped,
-                "added_nodes": self.added_nodes, "replaced_by_identity": self.replaced_by_identity,
-                "removed_nodes": self.removed_nodes}
+__all__ = ["gather_nd_to_gather"]
 
 
 def gather_nd_to_gather(graph_def):

@@ -80,8 +80,17 @@ class LoopVar:
     merge: Any
     switch: Any
     next_iteration: Any
-    body_read: Any | None
+    body_read: Any | None  # the Identity of Switch:1, when there is one (optimized graphs read Switch:1 directly)
     exit: Any | None
+
+    @property
+    def read_tensor(self) -> str:
+        """The tensor the loop body reads: the Identity's output, or Switch:1."""
+        return self.body_read.name if self.body_read is not None else f"{self.switch.name}:1"
+
+    @property
+    def read_port(self) -> tuple[str, int]:
+        return (self.body_read.name, 0) if self.body_read is not None else (self.switch.name, 1)
 
 
 class GraphIndex:
@@ -126,9 +135,10 @@ class GraphIndex:
             if len(nexts) != 1 or nexts[0] is None or nexts[0].op != "NextIteration" or len(switches) != 1:
                 continue
             switch = switches[0]
-            reads = [n for n in self.consumers(switch.name, port=1, control=False) if n.op == "Identity"]
+            on_read = self.consumers(switch.name, port=1, control=False)
+            reads = [n for n in on_read if n.op == "Identity"]
             exits = [n for n in self.consumers(switch.name, port=0, control=False) if n.op == "Exit"]
-            out.append(LoopVar(enter, merge, switch, nexts[0], reads[0] if len(reads) == 1 else None,
+            out.append(LoopVar(enter, merge, switch, nexts[0], reads[0] if len(reads) == len(on_read) == 1 else None,
                                exits[0] if len(exits) == 1 else None))
         return out
 
