@@ -24,6 +24,7 @@ class IdentityResult:
     sentences: int
     differing: int = 0
     differing_lines: list[int] = field(default_factory=list)
+    texts_b: list[str] = field(default_factory=list, repr=False)  # the second graph's translations, input order
 
     @property
     def identical(self) -> bool:
@@ -48,6 +49,7 @@ def compare_translations(model, graph_a, graph_b, sentences: Sequence[str], *,
 
     result = IdentityResult(sentences=len(sentences))
     differ: list[int] = []
+    texts: dict[int, str] = {}
     with Translator(model, graph_def=graph_a, intra_threads=threads) as a, \
             Translator(model, graph_def=graph_b, intra_threads=threads) as b:
         ids = a.encode(sentences)
@@ -59,5 +61,7 @@ def compare_translations(model, graph_a, graph_b, sentences: Sequence[str], *,
             for i, ra, rb in zip(batch, out_a, out_b, strict=True):
                 if _strip(ra) != _strip(rb):
                     differ.append(i + 1)
+                texts[i] = b.tokenizer.decode(rb)
     result.differing, result.differing_lines = len(differ), sorted(differ)[:20]
+    result.texts_b = [texts[i] for i in range(len(sentences))]
     return result

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from inc_transformer_mt.defaults import PASS_NAMES
+from inc_transformer_mt.defaults import DEFAULT_PASSES, PASS_NAMES
 
-__all__ = ["PASS_NAMES", "apply_passes", "get_pass"]
+__all__ = ["DEFAULT_PASSES", "PASS_NAMES", "apply_passes", "get_pass", "step_nodes"]
 
 #: name -> (module, function); imported lazily (the passes import TensorFlow)
 _REGISTRY = {
@@ -33,10 +33,25 @@ def get_pass(name: str) -> Callable[[Any], tuple[Any, Any]]:
     return getattr(importlib.import_module(module), func)
 
 
+def step_nodes(graph_def) -> int:
+    """Graph nodes run at every decode step: those of the loop frames, less the constant Enters (run once per
+    loop). Grappler may still fold some at run time; ``inc-mt profile`` counts the ones actually executed."""
+    from inc_transformer_mt.model.analysis import node_frames
+
+    frames = node_frames(graph_def)[0]
+    return sum(1 for n in graph_def.node
+               if n.name in frames and not (n.op == "Enter" and n.attr["is_constant"].b))
+
+
 def apply_passes(graph_def, names: Sequence[str]) -> tuple[Any, list[dict[str, Any]]]:
-    """Run the named passes in order; (final graph, one report dict per pass). The input is not modified."""
+    """Run the named passes in order; (final graph, one report dict per pass). The input is not modified.
+
+    Each report also gives the graph's node count and nodes run per decode step before and after the pass.
+    """
     reports = []
     for name in names:
+        before, step_before = len(graph_def.node), step_nodes(graph_def)
         graph_def, report = get_pass(name)(graph_def)
-        reports.append(report.to_dict())
+        reports.append({**report.to_dict(), "nodes_before": before, "nodes_after": len(graph_def.node),
+                        "step_nodes_before": step_before, "step_nodes_after": step_nodes(graph_def)})
     return graph_def, reports

@@ -113,7 +113,16 @@ def _reorder_only(index: GraphIndex, var: LoopVar, types: dict) -> str | None:
     read_op, read_port = var.read_port
     if var.body_read is None and any(c.op == "Identity" for c in index.consumers(var.switch.name, port=1)):
         return "loop variable is read through more than one Identity"
+    # the loop variable's shape: what the body read is known to be, merged with the initial value's (an
+    # imported graph loses the shape invariants, so the Merge may have no static shape)
+    init = var.enter.input[0]
     read_shape = types[read_op][read_port][1]
+    init_shape = types[input_op(init)][port_of(init)][1]
+    if not read_shape.is_compatible_with(init_shape):
+        return "the initial value's shape does not match the loop variable's"
+    read_shape = read_shape.merge_with(init_shape)
+    if read_shape.rank is None:
+        return "the loop variable's rank is not static"
     current = var.next_iteration.input[0]
     node = index.node(current)
     gathers = 0
@@ -192,6 +201,7 @@ def beam_invariant_state(graph_def):
             if var.exit is not None:  # after the loop the variable still holds its initial value
                 mapping[var.exit.name] = var.enter.input[0]
                 mapping[f"{var.exit.name}:0"] = var.enter.input[0]
+                keep.discard(var.exit.name)  # an Exit nothing reads is not an output worth keeping the loop for
             # constants of the loop condition hang off a Merge by control edge: move them to a kept one
             mapping[f"^{var.merge.name}"] = f"^{kept[0].merge.name}"
             report.rewritten.append(var.enter.name)

@@ -15,6 +15,7 @@ from inc_transformer_mt.defaults import (
     BACKENDS,
     CALIBRATION_METHODS,
     CRITERION_TYPES,
+    DEFAULT_PASSES,
     FALLBACKS,
     GRANULARITIES,
     KL_MODES,
@@ -250,8 +251,9 @@ class Recipe(_Strict):
     backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
         "itex", description="itex (QDQ, fused by ITEX) or default (oneDNN)")
     passes: list[Literal[PASS_NAMES]] = Field(  # type: ignore[valid-type]
-        default_factory=list, description="graph passes run after tuning, in order; BLEU is measured again after "
-        "them and the model is kept without them if the criterion no longer holds")
+        default_factory=lambda: list(DEFAULT_PASSES),
+        description="exact graph passes run after tuning, in order ([] for none); BLEU and token identity are "
+        "measured again after them and the model is kept without them if the criterion no longer holds")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
 

@@ -138,6 +138,9 @@ class PassesInfo(_Strict):
     tuning_bleu_after: float
     drop_after: float
     accepted: bool
+    #: token ids of the tuning translations after the passes equal to those before (every pass is meant exact)
+    token_identical: bool | None = None
+    differing_sentences: int = 0
 
 
 class HeldoutInfo(SetInfo):
@@ -234,7 +237,15 @@ def _passes_rows(ps: PassesInfo) -> list[str]:
     verdict = "kept." if ps.accepted else "**rejected** (criterion no longer holds): model written without them."
     lines = [(f"Graph passes {', '.join(ps.names)}: tuning BLEU {ps.tuning_bleu_before:.2f} before, "
               f"{ps.tuning_bleu_after:.2f} after (drop {ps.drop_after:+.2f}); {verdict}")]
-    lines += [f"- {p['pass']}: {p['rewritten']} rewritten, {len(p['skipped'])} left alone" for p in ps.reports]
+    if ps.token_identical is not None:
+        lines.append("Translations of the tuning set are token-identical before and after." if ps.token_identical
+                     else f"**{ps.differing_sentences} tuning translation(s) changed** (the passes are meant exact).")
+    lines += ["", "| pass | rewritten | nodes | nodes run per decode step | note |", "|---|---|---|---|---|"]
+    for p in ps.reports:
+        note = p.get("reason", "") if not p.get("applicable", True) else f"{len(p['skipped'])} left alone"
+        nodes = (f"{p['nodes_before']} -> {p['nodes_after']}" if "nodes_before" in p else "")
+        step = (f"{p['step_nodes_before']} -> {p['step_nodes_after']}" if "step_nodes_before" in p else "")
+        lines.append(f"| {p['pass']} | {p['rewritten']} | {nodes} | {step} | {note} |")
     return lines + [""]
 
 

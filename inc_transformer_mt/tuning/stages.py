@@ -374,17 +374,25 @@ class PassesOutcome:
 
 def run_passes(inputs: TuneInputs, graph_def, bleu_before: float, baseline: Baseline, log: Log) -> PassesOutcome:
     """Stage 6: the recipe's graph passes; BLEU measured again; kept only if the criterion still holds."""
+    from inc_transformer_mt.inference.identity import compare_translations
     from inc_transformer_mt.passes import apply_passes
 
     names = list(inputs.recipe.passes)
     new, reports = apply_passes(graph_def, names)
-    after = _bleu_of(inputs, new, inputs.tuning)
+    from inc_transformer_mt.metrics.bleu import score as bleu_score
+
+    d = inputs.recipe.data
+    identity = compare_translations(inputs.model, graph_def, new, inputs.tuning.source, max_tokens=d.max_tokens,
+                                    max_sentences=d.max_sentences)
+    after = bleu_score(identity.texts_b, inputs.tuning.reference).score
     accepted = inputs.criterion.passes(baseline.bleu, after)
-    log(f"passes {', '.join(names)}: tuning BLEU {bleu_before:.2f} -> {after:.2f} "
+    log(f"passes {', '.join(names)}: tuning BLEU {bleu_before:.2f} -> {after:.2f}, "
+        f"{'token-identical' if identity.identical else f'{identity.differing} translation(s) changed'} "
         f"({'kept' if accepted else 'rejected: criterion no longer holds, model written without them'})")
     info = PassesInfo(names=names, reports=reports, tuning_bleu_before=round(bleu_before, 2),
                       tuning_bleu_after=round(after, 2), drop_after=round(baseline.bleu - after, 2),
-                      accepted=accepted)
+                      accepted=accepted, token_identical=identity.identical,
+                      differing_sentences=identity.differing)
     return PassesOutcome(info=info, graph_def=new if accepted else graph_def, bleu=after if accepted else bleu_before)
 
 

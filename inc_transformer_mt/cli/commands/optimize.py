@@ -10,18 +10,20 @@ from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.cli import options
-from inc_transformer_mt.defaults import PASS_NAMES
+from inc_transformer_mt.defaults import DEFAULT_PASSES, PASS_NAMES
 from inc_transformer_mt.errors import EXIT_CHECK_FAILED, UserError
 
 NAME = "optimize"
-HELP = "apply graph passes (GatherNd -> flattened Gather, redundant QuantizeV2 removal) to a model directory"
+HELP = ("apply the exact decode-loop graph passes (beam-invariant state, loop-invariant code motion, one cache "
+        "reorder per step, one Quantize per tensor) to a model directory")
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model directory or graph")
     p.add_argument("--out", required=True, help="output model directory (must be empty or new)")
-    p.add_argument("--passes", default=PASS_NAMES[0],
-                   help=f"comma-separated passes, run in order: {', '.join(PASS_NAMES)} (default {PASS_NAMES[0]})")
+    p.add_argument("--passes", default=",".join(DEFAULT_PASSES),
+                   help=f"comma-separated passes, run in order: {', '.join(PASS_NAMES)} "
+                        f"(default {','.join(DEFAULT_PASSES)})")
     p.add_argument("--check-split", metavar="SPLIT", help="Multi30k split (or --source file) on which translations "
                    "must stay token-identical; a difference exits 1 and writes nothing")
     options.add_model_options(p, path=False)
@@ -29,18 +31,17 @@ def add_arguments(p) -> None:
 
 
 def _check(model, graph, new, args) -> dict[str, Any]:
+    """Token ids of both graphs on the check set, compared sentence by sentence."""
     from inc_transformer_mt.data.corpus import read_lines
-    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.inference.identity import compare_translations
 
     data = options.data_options(args)
     if data.source is None:
         data = dataclasses.replace(data, split=args.check_split)
     src_path, _, label = data.files()
     src = read_lines(src_path, what="source file")[: data.limit]
-    with Translator(model, graph_def=graph) as a, Translator(model, graph_def=new) as b:
-        ha, hb = a.translate(src, progress=False), b.translate(src, progress=False)
-    differ = [i + 1 for i, (x, y) in enumerate(zip(ha, hb, strict=True)) if x != y]
-    return {"split": label, "sentences": len(src), "differing_lines": differ[:20], "identical": not differ}
+    result = compare_translations(model, graph, new, src).to_dict()
+    return {"split": label, **result}
 
 
 def _write(out: Path, model, new, names, result) -> None:
@@ -75,15 +76,18 @@ def run(args) -> int:
                               "census_before": op_census(graph).to_dict()["ops"],
                               "census_after": op_census(new).to_dict()["ops"]}
     for r in reports:
-        print(f"{r['pass']}: {r['rewritten']} rewritten, {len(r['skipped'])} left alone")
+        what = (f"{r['rewritten']} rewritten, {len(r['skipped'])} left alone" if r.get("applicable", True)
+                else f"not applicable: {r['reason']}")
+        print(f"{r['pass']}: {what}; nodes {r['nodes_before']} -> {r['nodes_after']}, run per decode step "
+              f"{r['step_nodes_before']} -> {r['step_nodes_after']}")
     if args.check_split or args.source:
         result["check"] = check = _check(model, graph, new, args)
         if not check["identical"]:
             d = check["differing_lines"]
-            print(f"FAILED: the passes changed {len(d)}{'+' if len(d) == 20 else ''} translation(s) of "
+            print(f"FAILED: the passes changed {check['differing']} translation(s) of "
                   f"{check['split']} (first at line {d[0]}); nothing written")
             return EXIT_CHECK_FAILED
-        print(f"{check['split']}: translations identical on {check['sentences']} sentences")
+        print(f"{check['split']}: translations token-identical on {check['sentences']} sentences")
     _write(out, model, new, names, result)
     print(f"file size: {model.graph_path.stat().st_size / 2**20:.1f} MiB -> "
           f"{(out / 'model.pb.gz').stat().st_size / 2**20:.1f} MiB")
