@@ -12,7 +12,9 @@ What is checked, by structure only: the initial value is a Tile of an ExpandDims
 ``[1, K>1, 1, ...]``; the update reaches the body read through Identity, Reshape and GatherNd only; each
 GatherNd's coordinates are ``Pack([batch_pos, beams], axis=-1)`` with ``batch_pos = reshape(range(0, n*M, 1)
 // M, [n, M])`` (every row gathers within its own sentence); the reshapes restore the body read's rank and its
-statically known dimensions. Anything else is left alone, with the reason in the report.
+statically known dimensions (TensorFlow's shape inference knows few inside an imported loop, so the reshapes
+are checked only where it does; translations are compared token by token after the passes, in the tune
+report and by ``inc-mt optimize --check-split``). Anything else is left alone, with the reason in the report.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def _reorder_only(index: GraphIndex, var: LoopVar, types: dict) -> str | None:
             if why:
                 return why
             shape = types[input_op(node.input[0])][0][1] if input_op(node.input[0]) in types else None
-            if shape is None or shape.rank != read_shape.rank or not shape.is_compatible_with(read_shape):
+            # a gather may change the number of beams (K -> 2K -> K), nothing else: same rank, same trailing dims
+            # (inside an imported loop TensorFlow often knows no shape at all: then nothing contradicts)
+            if shape is not None and shape.rank is not None and (
+                    shape.rank != read_shape.rank or not shape[2:].is_compatible_with(read_shape[2:])):
                 return "a gathered tensor does not have the loop variable's shape"
             gathers += 1
             current = node.input[0]
@@ -153,7 +158,7 @@ def _reorder_only(index: GraphIndex, var: LoopVar, types: dict) -> str | None:
     if not gathers:
         return "update has no beam gather"
     final = types[input_op(var.next_iteration.input[0])][0][1]
-    if final.rank != read_shape.rank or not final.is_compatible_with(read_shape):
+    if not final.is_compatible_with(read_shape):
         return "update does not restore the loop variable's shape"
     return None
 
