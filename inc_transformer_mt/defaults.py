@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_PASSES",
     "REGRESS_SPEED_REPS",
     "RUNTIMES",
+    "XLA_FLAGS",
     "RUNTIME_MAX_SENTENCES",
     "SPLIT",
     "SRC_LANG",
@@ -50,7 +51,10 @@ SRC_LANG = "en"
 TGT_LANG = "de"
 
 # --- running graphs
-RUNTIMES = ("itex", "stock")  # TensorFlow with the ITEX plugin, or stock TensorFlow
+# TensorFlow with the ITEX plugin, stock TensorFlow, or stock TensorFlow with XLA auto-clustering on the CPU
+RUNTIMES = ("itex", "stock", "stock-xla")
+#: what stock-xla sets before TensorFlow is imported (auto-clustering of every graph, CPU included)
+XLA_FLAGS = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
 BACKENDS = ("itex", "default")  # INC's TensorFlow backends: QDQ for ITEX, or fused quantized ops (oneDNN)
 
 # --- recipes

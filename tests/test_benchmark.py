@@ -49,7 +49,7 @@ def test_benchmark_json_markdown_and_plot(tmp_path, tiny_model_dir):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("args, message", [
-    (["--runtimes", "cuda"], "--runtimes: expected itex and/or stock"),
+    (["--runtimes", "cuda"], "--runtimes: expected some of itex, stock, stock-xla"),
     (["--streams", "0"], "--streams: expected positive integers"),
     (["--batch-sentences", "x"], "--batch-sentences: expected comma-separated integers"),
     (["no/such/model"], "model file not found"),

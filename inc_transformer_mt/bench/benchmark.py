@@ -223,7 +223,7 @@ def _search(models: Sequence[ModelArg], search_src: list[str], grid: Grid, strea
     found = _Search(facts={}, points={m.label: [] for m in models}, skipped={m.label: [] for m in models})
     for m in models:
         for runtime in grid.runtimes:
-            if runtime == "stock" and found.facts.get(m.label, {}).get("graph_format") == "qdq":
+            if runtime != "itex" and found.facts.get(m.label, {}).get("graph_format") == "qdq":
                 _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow (it would run the Q/DQ in FP32)", log)
                 continue
             for streams in streams_grid:
@@ -233,9 +233,9 @@ def _search(models: Sequence[ModelArg], search_src: list[str], grid: Grid, strea
                         worker = pool.workers[0]
                         found.facts.setdefault(m.label, worker)
                         found.itex_build = worker.get("itex_build") or found.itex_build
-                        if runtime == "stock" and worker["graph_format"] == "qdq":
-                            found.skipped[m.label].append("stock: QDQ graph (stock TensorFlow would run its Q/DQ "
-                                                          "in FP32)")
+                        if runtime != "itex" and worker["graph_format"] == "qdq":
+                            found.skipped[m.label].append(f"{runtime}: QDQ graph (stock TensorFlow would run its "
+                                                          "Q/DQ in FP32)")
                             _log(f"[search] {m.label}: QDQ graph, skipping stock TensorFlow", log)
                             break
                         _search_pool(m, pool, pool.encode(search_src), grid, found, log)

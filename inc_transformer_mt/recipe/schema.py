@@ -223,7 +223,8 @@ class RuntimeSpec(_Strict):
     unless the command line says otherwise."""
 
     runtime: Literal[RUNTIMES] = Field(  # type: ignore[valid-type]
-        "itex", description="TensorFlow with ITEX, or stock TensorFlow (ITEX QDQ graphs need itex)")
+        "itex", description="TensorFlow with ITEX, stock TensorFlow, or stock with XLA auto-clustering (INT8 "
+        "graphs need itex)")
     streams: int = Field(1, ge=1, description="parallel streams, each a process pinned to its own cores")
     threads_per_stream: int = Field(0, ge=0, description="intra-op threads per stream (0: the stream's cores)")
     max_tokens: int = Field(MAX_TOKENS, gt=0, description="padded source tokens per batch")
@@ -232,7 +233,7 @@ class RuntimeSpec(_Strict):
     @field_validator("runtime")
     @classmethod
     def _int8_needs_itex(cls, value: str) -> str:
-        if value == "stock":
+        if value in ("stock", "stock-xla"):
             raise ValueError("stock TensorFlow 2.15 cannot run INC's INT8 graphs of either backend (QDQ graphs need "
                              "ITEX; the default backend's in-loop quantized MatMuls fail without ITEX's kernels); "
                              "use itex")

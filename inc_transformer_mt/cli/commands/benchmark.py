@@ -56,7 +56,7 @@ def _grid(args):
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     bad = [r for r in runtimes if r not in RUNTIMES]
     if bad or not runtimes:
-        raise UserError(f"--runtimes: expected {' and/or '.join(RUNTIMES)}, got {args.runtimes!r}")
+        raise UserError(f"--runtimes: expected some of {', '.join(RUNTIMES)}, got {args.runtimes!r}")
     if args.max_tokens < 1:
         raise UserError("--max-tokens must be positive")
     return Grid(runtimes=runtimes, streams=options.int_list(args.streams, "--streams"),
