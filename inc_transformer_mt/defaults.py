@@ -16,6 +16,7 @@ __all__ = [
     "BENCH_STREAMS",
     "CALIBRATION_METHODS",
     "CRITERION_TYPES",
+    "DEFAULT_PASSES",
     "FALLBACKS",
     "GRANULARITIES",
     "KL_MODES",
@@ -26,15 +27,14 @@ __all__ = [
     "MULTI30K_SPLITS",
     "OVERWRITE_POLICIES",
     "PASS_NAMES",
-    "DEFAULT_PASSES",
     "REGRESS_SPEED_REPS",
     "RUNTIMES",
-    "XLA_FLAGS",
     "RUNTIME_MAX_SENTENCES",
     "SPLIT",
     "SRC_LANG",
     "TGT_LANG",
     "WEIGHT_GRANULARITIES",
+    "XLA_FLAGS",
 ]
 
 # --- batching: padded source tokens and sentences per length-sorted batch

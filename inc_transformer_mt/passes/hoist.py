@@ -126,7 +126,7 @@ def hoist_loop_invariants(graph_def):
         template = frame_enters[0]
         outside: dict[str, str] = {}  # in-frame op -> its copy before the loop
 
-        def outer(inp: str) -> str:
+        def outer(inp: str, outside: dict[str, str] = outside) -> str:
             op, ctrl = input_op(inp), inp.startswith("^")
             node = index.by_name[op]
             if node.op == "Enter":

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.cli import options
 from inc_transformer_mt.defaults import DEFAULT_PASSES, PASS_NAMES
 from inc_transformer_mt.errors import EXIT_CHECK_FAILED, UserError
@@ -44,23 +41,11 @@ def _check(model, graph, new, args) -> dict[str, Any]:
     return {"split": label, **result}
 
 
-def _write(out: Path, model, new, names, result) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "model.pb.gz", new.SerializeToString(deterministic=True), gzip_level=6)
-    meta_path = model.graph_path.parent / "model.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else model.meta.to_dict()
-    meta["model"] = {**(meta.get("model") or {}), "graph": "model.pb.gz",
-                     "passes": [*(meta.get("model") or {}).get("passes", []), *names]}
-    atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
-    if model.tokenizer_path and Path(model.tokenizer_path).is_file():
-        shutil.copyfile(model.tokenizer_path, out / "spm.model")
-    atomic_write(out / "passes.json", json.dumps(result, indent=2) + "\n")
-
-
 def run(args) -> int:
     from inc_transformer_mt.model.analysis import op_census
     from inc_transformer_mt.model.graph import load_graph_def
     from inc_transformer_mt.passes import apply_passes
+    from inc_transformer_mt.passes.output import write_optimized_model
 
     names = [p.strip() for p in args.passes.split(",") if p.strip()]
     unknown = [p for p in names if p not in PASS_NAMES]
@@ -88,7 +73,7 @@ def run(args) -> int:
                   f"{check['split']} (first at line {d[0]}); nothing written")
             return EXIT_CHECK_FAILED
         print(f"{check['split']}: translations token-identical on {check['sentences']} sentences")
-    _write(out, model, new, names, result)
+    write_optimized_model(model, new, names, out, result)
     print(f"file size: {model.graph_path.stat().st_size / 2**20:.1f} MiB -> "
           f"{(out / 'model.pb.gz').stat().st_size / 2**20:.1f} MiB")
     print(f"written: {out}")
