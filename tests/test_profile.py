@@ -52,3 +52,27 @@ def test_profile_sums_every_executed_op(tiny_model_dir, capsys):
     code = main(["profile", f"tiny={tiny_model_dir}", "--limit", "3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out[0]["label"] == "tiny" and set(out[0]["share"]) == set(CATEGORIES)
+
+
+@pytest.mark.tf
+def test_ops_per_decode_step_counts_the_loop_and_sees_the_passes(tiny_model_dir):
+    """One sentence, one batch: LoopCond runs once per decode step plus the final test (the output has one
+    token per step); the graph with the passes runs fewer ops per step."""
+    from inc_transformer_mt.bench.profile import profile_translation
+    from inc_transformer_mt.defaults import DEFAULT_PASSES
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import load_graph_def, resolve_model
+    from inc_transformer_mt.passes import apply_passes, step_nodes
+
+    model = resolve_model(tiny_model_dir)
+    graph = load_graph_def(model.graph_path)
+    new, _ = apply_passes(graph, DEFAULT_PASSES)
+    profiles = []
+    for g in (graph, new):
+        with Translator(model, graph_def=g) as tr:
+            profiles.append(profile_translation(tr, ["A dog runs in the park."], "x"))
+            steps = tr.run_batch(tr.encode(["A dog runs in the park."])).shape[1]
+    raw, passed = profiles
+    assert raw.decode_steps == passed.decode_steps == steps + 1
+    assert 0 < raw.ops_per_step <= step_nodes(graph) * (steps + 1) / steps  # Grappler may fold some
+    assert passed.ops_per_step < raw.ops_per_step

@@ -5,6 +5,9 @@ executed node, decode-loop steps included) are summed by category. ITEX rewrites
 Quantize/Dequantize into oneDNN Graph ("LLGA") partitions, which are timed as one op: they get their own
 category. Op times are summed CPU-side durations, so their total can differ from wall time (ops overlap,
 tracing adds overhead): read the shares, not the absolute numbers, and compare models side by side.
+
+Ops per decode step: the executed nodes of the loop frame (by name; nodes Grappler adds under a loop name
+scope count too) over the decode steps (``LoopCond`` executions, which include each loop's final test).
 """
 
 from __future__ import annotations
@@ -62,6 +65,13 @@ class OpProfile:
     wall_s: float  # untraced wall time of the batches (after a warm-up run of each)
     op_us: dict[str, float] = field(default_factory=dict)  # category -> summed op microseconds
     op_types: dict[str, float] = field(default_factory=dict)  # op type -> summed op microseconds
+    loop_ops: int = 0  # executed nodes of the decode loop frame (traced runs)
+    decode_steps: int = 0  # decode steps of the traced runs (LoopCond runs once per step, plus the final test)
+
+    @property
+    def ops_per_step(self) -> float | None:
+        """Nodes TensorFlow executed per decode step (of this graph's loop frame; Grappler's rewrites included)."""
+        return self.loop_ops / self.decode_steps if self.decode_steps else None
 
     @property
     def total_us(self) -> float:
@@ -76,7 +86,9 @@ class OpProfile:
                 "op_ms": {c: round(self.op_us.get(c, 0.0) / 1000, 2) for c in CATEGORIES},
                 "share": {c: round(v, 4) for c, v in self.shares().items()},
                 "top_op_types_ms": {k: round(v / 1000, 2) for k, v in
-                                    sorted(self.op_types.items(), key=lambda kv: -kv[1])[:15]}}
+                                    sorted(self.op_types.items(), key=lambda kv: -kv[1])[:15]},
+                "decode_steps": self.decode_steps,
+                "ops_per_decode_step": None if self.ops_per_step is None else round(self.ops_per_step, 1)}
 
 
 def profile_translation(translator, sentences: Sequence[str], label: str, *, max_tokens: int = MAX_TOKENS,
@@ -89,7 +101,11 @@ def profile_translation(translator, sentences: Sequence[str], label: str, *, max
     ids = translator.encode(sentences)
     lengths = [len(r) for r in ids]
     batches = make_batches(sort_by_length(lengths), lengths, max_tokens=max_tokens, max_sentences=max_sentences)
+    from inc_transformer_mt.model.analysis import node_frames
+
     graph_ops = {n.name: n.op for n in translator.graph_def.node}
+    frames = node_frames(translator.graph_def)[0]
+    loop_prefixes = tuple({name.rsplit("/", 1)[0] + "/" for name in frames if "/" in name})
     prof = OpProfile(label=label, sentences=len(sentences), wall_s=0.0)
     by_cat: Counter = Counter()
     by_type: Counter = Counter()
@@ -110,6 +126,11 @@ def profile_translation(translator, sentences: Sequence[str], label: str, *, max
                 us = float(ns.op_end_rel_micros - ns.op_start_rel_micros)
                 by_cat[categorize(op, ns.node_name)] += us
                 by_type[op] += us
+                if op == "LoopCond":
+                    prof.decode_steps += 1
+                if ns.node_name in frames or (ns.node_name not in graph_ops and
+                                              ns.node_name.startswith(loop_prefixes)):
+                    prof.loop_ops += 1
     prof.op_us, prof.op_types = dict(by_cat), dict(by_type)
     return prof
 
@@ -124,4 +145,6 @@ def render_profiles(profiles: Sequence[OpProfile], header: str = "") -> str:
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines.append("| **summed op time** | " + " | ".join(f"{p.total_us / 1000:.0f} ms" for p in profiles) + " |")
     lines.append("| untraced wall time | " + " | ".join(f"{p.wall_s:.2f} s" for p in profiles) + " |")
+    lines.append("| ops executed per decode step | " + " | ".join(
+        "?" if p.ops_per_step is None else f"{p.ops_per_step:.0f}" for p in profiles) + " |")
     return "\n".join(lines) + "\n"
