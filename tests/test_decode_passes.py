@@ -227,3 +227,23 @@ def test_compose_gathers_is_exact_for_any_coordinates():
         with tf.compat.v1.Session(graph=gg) as s:
             outs.append(s.run("out:0", {"x:0": xv}))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_optimized_model_is_cached_and_runnable(tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    import inc_transformer_mt as mt
+    from inc_transformer_mt.defaults import DEFAULT_PASSES
+
+    monkeypatch.setenv("INC_MT_CACHE", str(tmp_path / "cache"))
+    out = mt.optimized_model(mt.ModelOptions(tiny_model_dir))
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["model"]["passes"] == list(DEFAULT_PASSES)
+    reports = json.loads((out / "passes.json").read_text())["passes"]
+    assert [r["pass"] for r in reports] == list(DEFAULT_PASSES)
+    stamp = (out / "model.pb.gz").stat().st_mtime_ns
+    assert mt.optimized_model(mt.ModelOptions(tiny_model_dir)) == out  # cached: not rebuilt
+    assert (out / "model.pb.gz").stat().st_mtime_ns == stamp
+    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]  # no staging directory left behind
+    src = ["A dog runs in the park.", "Two men are talking."]
+    assert mt.translate(src, model=mt.ModelOptions(out)) == mt.translate(src, model=mt.ModelOptions(tiny_model_dir))
