@@ -33,7 +33,8 @@ def _assert_same_outputs(graph_a, graph_b, seed: int = 5) -> None:
         np.testing.assert_array_equal(scores_a, scores_b)
 
 
-@pytest.mark.parametrize("names", [(p,) for p in DECODE_PASSES] + [DECODE_PASSES])
+@pytest.mark.parametrize("names", [pytest.param((p,), marks=pytest.mark.slow) for p in DECODE_PASSES]
+                         + [DECODE_PASSES])
 def test_decode_passes_are_exact_on_the_tiny_graph(tiny_model_dir, names):
     from inc_transformer_mt.model.graph import load_graph_def
     from inc_transformer_mt.passes import apply_passes
@@ -247,3 +248,44 @@ def test_optimized_model_is_cached_and_runnable(tiny_model_dir, tmp_path, monkey
     assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]  # no staging directory left behind
     src = ["A dog runs in the park.", "Two men are talking."]
     assert mt.translate(src, model=mt.ModelOptions(out)) == mt.translate(src, model=mt.ModelOptions(tiny_model_dir))
+
+
+def test_hoist_leaves_a_loop_with_a_cond_alone():
+    """A v1 cond in the body: a constant computed in a branch must stay there (dead when not taken)."""
+    import tensorflow as tf
+
+    from inc_transformer_mt.model.export import v1_control_flow
+    from inc_transformer_mt.passes.hoist import hoist_loop_invariants
+
+    g = tf.Graph()
+    with v1_control_flow(), g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [3], name="x")
+
+        def body(i, acc):
+            step = tf.compat.v1.cond(i % 2 > 0, lambda: tf.constant([1.0, 2.0, 3.0]) * 2.0, lambda: acc * 0.5)
+            return i + 1, acc + step
+
+        _, acc = tf.compat.v1.while_loop(lambda i, acc: i < 5, body, [tf.constant(0), x])
+        tf.identity(acc, name="out")
+    graph = g.as_graph_def()
+    new, report = hoist_loop_invariants(graph)
+    assert not report.applicable and "cond" in next(iter(report.skipped.values()))
+    assert new == graph
+
+
+def test_optimize_command_checks_token_identity_and_writes_the_model(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from inc_transformer_mt.cli.main import main
+    from inc_transformer_mt.defaults import DEFAULT_PASSES
+
+    out = tmp_path / "opt"
+    code = main(["optimize", str(tiny_model_dir), "--out", str(out), "--check-split", "val", "--limit", "6"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "token-identical on 6 sentences" in printed and "run per decode step" in printed
+    record = json.loads((out / "passes.json").read_text())
+    assert record["check"]["identical"] and record["check"]["sentences"] == 6
+    assert json.loads((out / "model.json").read_text())["model"]["passes"] == list(DEFAULT_PASSES)
+    again = main(["optimize", str(tiny_model_dir), "--out", str(out)])  # never over a non-empty directory
+    assert again == 2

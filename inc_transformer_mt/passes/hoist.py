@@ -8,7 +8,8 @@ cross-attention key and value projections (MatMul, bias, reshapes, head split) o
 the loop, together with their INT8 quantization when the graph is quantized.
 
 Exact: the same ops run on the same inputs, only earlier. Left inside: stateful ops and ops TensorFlow does
-not know (they may not be pure), control-flow ops, and any node whose value would have to enter the loop as
+not know (they may not be pure), control-flow ops, everything of a loop whose body holds a v1 cond (a value
+moved out of a branch would no longer be dead when the branch is not taken), and any node whose value would have to enter the loop as
 a quantized type (TensorFlow has no ``Enter`` kernel for qint8) or straight out of a ``QuantizeV2`` /
 ``Dequantize`` / ``Bitcast``: the INT8 backends fuse those with the MatMul they feed, and cutting the pair
 apart would turn an INT8 MatMul into an FP32 one. Nested loops are left alone.
@@ -51,6 +52,16 @@ def _pure(op: str) -> bool:
 def _enterable(dtype) -> bool:
     """A tensor of this type can enter a loop on CPU (TensorFlow registers Enter for no quantized type)."""
     return not dtype.is_quantized and dtype.name != "resource" and dtype.name != "variant"
+
+
+def _has_cond(index: GraphIndex, frame: str) -> bool:
+    """Whether the loop body has a Switch other than the loop variables' (whose predicate is the LoopCond)."""
+    for n in index.graph_def.node:
+        if n.op in ("Switch", "RefSwitch") and index.frame_of.get(n.name) == frame:
+            pred = index.node(n.input[1])
+            if pred is None or pred.op != "LoopCond":
+                return True
+    return False
 
 
 def _invariant_nodes(index: GraphIndex, frame: str) -> tuple[set[str], set[str], set[str]]:
@@ -117,6 +128,10 @@ def hoist_loop_invariants(graph_def):
         frame_enters = [n for n in gd.node if n.op == "Enter" and n.attr["frame_name"].s.decode() == frame]
         if any(index.frame_of.get(input_op(e.input[0])) for e in frame_enters):
             report.skipped[frame] = "nested loop"
+            continue
+        if _has_cond(index, frame):
+            # a value moved out of a cond branch would stay live in the branch not taken
+            report.skipped[frame] = "the loop body contains a v1 cond (Switch/Merge not of the loop)"
             continue
         _, consts, computed = _invariant_nodes(index, frame)
         hoist = _hoistable(index, computed, consts, types)
