@@ -124,6 +124,7 @@ def hoist_loop_invariants(graph_def):
     new_nodes: list = []
     mapping: dict[str, str] = {}
     moved_ops: Counter = Counter()
+    moved: set[str] = set()
     for frame in index.frames():
         frame_enters = [n for n in gd.node if n.op == "Enter" and n.attr["frame_name"].s.decode() == frame]
         if any(index.frame_of.get(input_op(e.input[0])) for e in frame_enters):
@@ -164,8 +165,8 @@ def hoist_loop_invariants(graph_def):
                 if n.name not in pending or any(input_op(i) in pending for i in n.input):
                     continue
                 c = copy.deepcopy(n)
-                c.name = unique_name(names, f"{n.name}/inc_mt_hoisted")
-                names.add(c.name)
+                # the copy keeps the node's name (reports and precision censuses find it); the node inside
+                # the loop is removed below, once its consumers read the copy through an Enter
                 c.attr.pop("_class", None)
                 del c.input[:]
                 c.input.extend(outer(i) if input_op(i) not in hoist else
@@ -175,6 +176,7 @@ def hoist_loop_invariants(graph_def):
                 outside[n.name] = c.name
                 pending.discard(n.name)
                 moved_ops[n.op] += 1
+                moved.add(n.name)
                 report.rewritten.append(n.name)
                 progressed = True
             if not progressed:
@@ -206,10 +208,13 @@ def hoist_loop_invariants(graph_def):
                         mapping[inp] = f"^{mapping[key]}"
     if not report.rewritten:
         return gd, report.not_applicable("no step-invariant computation that can leave the loop")
+    rewire(gd, mapping)  # the loop's readers of moved nodes now read their Enters
+    kept = [n for n in gd.node if n.name not in moved]
+    del gd.node[:]
+    gd.node.extend(kept)
     gd.node.extend(new_nodes)
-    rewire(gd, mapping)
     report.added_nodes = len(new_nodes)
-    report.removed_nodes = prune_unreachable(gd, keep)
+    report.removed_nodes = prune_unreachable(gd, keep) + len(moved)  # the moved originals, and what died
     report.details = {"moved_ops": dict(sorted(moved_ops.items())),
                       "moved_matmuls": sum(v for k, v in moved_ops.items() if "MatMul" in k),
                       "enters_added": sum(1 for n in new_nodes if n.op == "Enter")}
