@@ -68,6 +68,17 @@ def run_graph(graph_def, batch):
         return sess.run(["output_ids:0", "output_scores:0"], {"input_ids:0": batch})
 
 
+def run_graph_batches(graph_def, batches):
+    """[(output ids, scores)] of a frozen graph for several int32 batches, in one session."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        return [sess.run(["output_ids:0", "output_scores:0"], {"input_ids:0": b}) for b in batches]
+
+
 def eager_sequence_score(params, cfg, src_row, out_row):
     """Log-probability of out_row given src_row under the teacher-forced (training-path) model,
     length-normalised as the beam search does when the hypothesis ended with EOS."""

@@ -20,25 +20,16 @@ def _loop_ops(graph_def) -> Counter:
     return Counter(n.op for n in graph_def.node if n.name in frames)
 
 
-def _outputs(graph_def, batches):
-    """(ids, scores) of a frozen beam-search graph for each batch, one session for all."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as sess:
-        return [sess.run(["output_ids:0", "output_scores:0"], {"input_ids:0": b}) for b in batches]
-
-
 def _assert_same_outputs(graph_a, graph_b, seed: int = 5) -> None:
+    from conftest import run_graph_batches
+
     rng = np.random.default_rng(seed)
     batches = []
     for length in (3, 12, 30):
         batch = rng.integers(3, 8000, size=(3, length)).astype(np.int32)
         batch[1, length // 2:] = 0  # a padded row: the encoder bias matters
         batches.append(batch)
-    for (ids_a, scores_a), (ids_b, scores_b) in zip(_outputs(graph_a, batches), _outputs(graph_b, batches),
+    for (ids_a, scores_a), (ids_b, scores_b) in zip(run_graph_batches(graph_a, batches), run_graph_batches(graph_b, batches),
                                                     strict=True):
         np.testing.assert_array_equal(ids_a, ids_b)
         np.testing.assert_array_equal(scores_a, scores_b)

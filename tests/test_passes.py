@@ -9,7 +9,7 @@ pytestmark = pytest.mark.tf
 
 
 def test_gather_nd_to_gather_is_exact_and_leaves_the_input_alone(tiny_model_dir):
-    from conftest import run_graph
+    from conftest import run_graph_batches
 
     from inc_transformer_mt.model.analysis import op_census
     from inc_transformer_mt.model.graph import load_graph_def
@@ -25,10 +25,9 @@ def test_gather_nd_to_gather_is_exact_and_leaves_the_input_alone(tiny_model_dir)
     assert len(report.rewritten) == 18 and not report.skipped
     assert sum(n.op == "GatherV2" for n in new.node) - sum(n.op == "GatherV2" for n in graph.node) == 18
     rng = np.random.default_rng(5)
-    for length in (3, 12, 30):
-        batch = rng.integers(3, 8000, size=(3, length)).astype(np.int32)
-        ids_a, scores_a = run_graph(graph, batch)
-        ids_b, scores_b = run_graph(new, batch)
+    batches = [rng.integers(3, 8000, size=(3, length)).astype(np.int32) for length in (3, 12, 30)]
+    for (ids_a, scores_a), (ids_b, scores_b) in zip(run_graph_batches(graph, batches),
+                                                    run_graph_batches(new, batches), strict=True):
         np.testing.assert_array_equal(ids_a, ids_b)
         np.testing.assert_array_equal(scores_a, scores_b)
 
