@@ -75,6 +75,7 @@ def test_decode_passes_do_what_they_say_on_the_tiny_graph(tiny_model_dir):
     assert sum(n.op == "MatMul" for n in new.node) == sum(n.op == "MatMul" for n in graph.node)
 
 
+@pytest.mark.slow
 def test_token_identity_check_sees_a_changed_graph(tiny_model_dir):
     """compare_translations is the check the tune report and `inc-mt optimize` rely on: it must catch a change."""
     import copy
@@ -232,6 +233,7 @@ def test_compose_gathers_is_exact_for_any_coordinates():
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@pytest.mark.slow
 def test_optimized_model_is_cached_and_runnable(tiny_model_dir, tmp_path, monkeypatch):
     import json
 
@@ -275,6 +277,7 @@ def test_hoist_leaves_a_loop_with_a_cond_alone():
     assert new == graph
 
 
+@pytest.mark.slow
 def test_optimize_command_checks_token_identity_and_writes_the_model(tiny_model_dir, tmp_path, capsys):
     import json
 

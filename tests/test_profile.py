@@ -55,6 +55,7 @@ def test_profile_sums_every_executed_op(tiny_model_dir, capsys):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_ops_per_decode_step_counts_the_loop_and_sees_the_passes(tiny_model_dir):
     """One sentence, one batch: LoopCond runs once per decode step plus the final test (the output has one
     token per step); the graph with the passes runs fewer ops per step."""
