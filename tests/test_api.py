@@ -98,3 +98,21 @@ def test_runtime_failure_is_one_line_and_exit_3(tiny_model_dir, pair, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: runtime failure:") and "Traceback" not in p.stderr
     p = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, check=False)
     assert p.returncode == 3 and "Traceback" in p.stderr
+
+
+def test_tune_runs_the_default_passes_on_the_int8_graph_exactly(tuned_tiny_result):
+    """The tiny tune (ITEX QDQ graph, recipe without `passes:`) runs the default passes: they apply to the
+    INT8 graph, keep every MatMul INT8 (the Q/DQ pairs are never cut) and the tuning translations' ids."""
+    from inc_transformer_mt.defaults import DEFAULT_PASSES
+    from inc_transformer_mt.model.analysis import int8_matmul_count
+    from inc_transformer_mt.model.graph import load_graph_def
+
+    ps = tuned_tiny_result.report.passes
+    assert ps is not None and ps.names == list(DEFAULT_PASSES) and ps.accepted
+    assert ps.token_identical is True and ps.differing_sentences == 0
+    by = {r["pass"]: r for r in ps.reports}
+    assert by["beam_invariant_state"]["rewritten"] == 2 and by["hoist_loop_invariants"]["details"]["moved_matmuls"] == 4
+    assert by["compose_beam_gathers"]["step_nodes_after"] < by["beam_invariant_state"]["step_nodes_before"]
+    int8, total = int8_matmul_count(load_graph_def(tuned_tiny_result.out_dir / "model.pb.gz"))
+    assert int8 == total == tuned_tiny_result.report.int8.matmuls_int8
+    assert all(v == "int8" for v in tuned_tiny_result.report.int8.matmul_precision.values())
