@@ -82,10 +82,16 @@ def _start_translate_with_streams(tiny_model_dir, tmp_path):
                              "--model", str(tiny_model_dir), "--streams", "2", "--max-sentences", "1",
                              "-o", str(tmp_path / "out.de")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    def is_worker(child) -> bool:
+        try:
+            return "spawn_main" in " ".join(child.cmdline())
+        except psutil.Error:  # a short-lived helper (e.g. a CPU probe) that ended between listing and reading
+            return False
+
     deadline = time.monotonic() + 120
     workers: list = []
     while time.monotonic() < deadline and proc.poll() is None:
-        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if is_worker(c)]
         if len(workers) == 2:
             time.sleep(3)  # let them load the graph and start translating
             return proc, workers
