@@ -23,7 +23,7 @@ import copy
 
 import numpy as np
 
-from inc_transformer_mt.model.analysis import input_op
+from inc_transformer_mt.model.analysis import input_op, source_node
 from inc_transformer_mt.passes.graph_edit import (
     GraphIndex,
     LoopVar,
@@ -38,14 +38,9 @@ from inc_transformer_mt.passes.graph_edit import (
 
 __all__ = ["beam_invariant_state"]
 
-_THROUGH = ("Identity",)
-
-
 def _const(index: GraphIndex, name: str):
     """The numpy value of the Const behind input ``name`` (through Identity/Enter), or None."""
-    node = index.node(name)
-    while node is not None and node.op in ("Identity", "Enter"):
-        node = index.node(node.input[0])
+    node = source_node(index.by_name, name)
     if node is None or node.op not in ("Const", "HostConst"):
         return None
     from tensorflow.python.framework import tensor_util
@@ -54,10 +49,8 @@ def _const(index: GraphIndex, name: str):
 
 
 def _source(index: GraphIndex, name: str):
-    node = index.node(name)
-    while node is not None and node.op in _THROUGH:
-        node = index.node(node.input[0])
-    return node
+    """The node behind input ``name``, through Identity only (a loop Enter is a boundary here)."""
+    return source_node(index.by_name, name, through=("Identity",))
 
 
 def _tiled_across_beams(index: GraphIndex, var: LoopVar) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 
 from inc_transformer_mt.model.analysis import input_op
-from inc_transformer_mt.passes.graph_edit import PassReport
+from inc_transformer_mt.passes.graph_edit import PassReport, drop_repeated_controls
 
 __all__ = ["dedupe_quantize"]
 
@@ -68,16 +68,7 @@ def dedupe_quantize(graph_def):
                 else:
                     port = inp.split(":", 1)[1] if ":" in inp else "0"
                     n.input[i] = alias[op] if port == "0" else f"{alias[op]}:{port}"
-        # a node may now list the same control input twice: keep one
-        if len(set(n.input)) != len(n.input):
-            seen, unique = set(), []
-            for inp in n.input:
-                if inp.startswith("^") and inp in seen:
-                    continue
-                seen.add(inp)
-                unique.append(inp)
-            del n.input[:]
-            n.input.extend(unique)
+        drop_repeated_controls(n)  # a node may now list the same control input twice
     # drop the removed nodes, then whatever fed only them (their min/max constants and Enters)
     removable = set(alias)
     for name in alias:

@@ -23,6 +23,7 @@ __all__ = [
     "GraphIndex",
     "LoopVar",
     "PassReport",
+    "drop_repeated_controls",
     "port_of",
     "prune_unreachable",
     "rewire",
@@ -164,17 +165,24 @@ def rewire(graph_def, mapping: dict[str, str]) -> int:
             node.input[i] = new
             changed = True
             count += 1
-        if changed and len(set(node.input)) != len(node.input):
-            seen: set[str] = set()
-            unique = []
-            for inp in node.input:
-                if inp.startswith("^") and inp in seen:
-                    continue
-                seen.add(inp)
-                unique.append(inp)
-            del node.input[:]
-            node.input.extend(unique)
+        if changed:
+            drop_repeated_controls(node)
     return count
+
+
+def drop_repeated_controls(node) -> None:
+    """Keep one of each control input of ``node`` (rewiring can make two the same)."""
+    if len(set(node.input)) == len(node.input):
+        return
+    seen: set[str] = set()
+    unique = []
+    for inp in node.input:
+        if inp.startswith("^") and inp in seen:
+            continue
+        seen.add(inp)
+        unique.append(inp)
+    del node.input[:]
+    node.input.extend(unique)
 
 
 def sinks(graph_def) -> set[str]:
