@@ -25,6 +25,8 @@ __all__ = [
     "input_op",
     "int8_matmul_count",
     "loop_nodes",
+    "matmul_flops",
+    "matmul_output_width",
     "matmul_precision",
     "node_frames",
     "op_census",
@@ -190,3 +192,39 @@ def int8_matmul_count(graph_def) -> tuple[int, int]:
     plain = [n for n in graph_def.node if n.op == "MatMul"]
     qdq = sum(1 for n in plain if _reads_dequantized(by_name, n))
     return fused + qdq, fused + len(plain)
+
+
+# ------------------------------------------------------------------------------------------- FLOPs
+_MATMUL_TYPES = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
+def matmul_output_width(by_name: Mapping[str, Any], node) -> int:
+    """N of a MatMul ``[.., M, K] x [.., K, N] -> [.., M, N]``: the output width, read from its right operand.
+
+    The operand is looked up through Enter/Identity to a Const; ``transpose_b`` (MatMul) and ``adj_y``
+    (BatchMatMul*) mean the constant is stored ``[.., N, K]``, as the tied logits projection
+    ``matmul(x, embedding, transpose_b=True)`` is. Raises ValueError for a right operand that is not a
+    constant (its width is not a property of the graph).
+    """
+    if node.op not in _MATMUL_TYPES:
+        raise ValueError(f"{node.name} is a {node.op}, not a MatMul")
+    weight = source_node(by_name, node.input[1])
+    if weight is None or weight.op != "Const":
+        raise ValueError(f"{node.name}: right operand {node.input[1]} is not a constant")
+    shape = const_shape(weight)
+    if len(shape) < 2:
+        raise ValueError(f"{node.name}: right operand {weight.name} has rank {len(shape)}, not >= 2")
+    transposed = node.attr["transpose_b"].b if node.op == "MatMul" else node.attr["adj_y"].b
+    return shape[-2] if transposed else shape[-1]
+
+
+def matmul_flops(graph_def, input_elements: Mapping[str, float]) -> dict[str, float]:
+    """FLOPs of each MatMul given how many elements its left operand carried (over any run).
+
+    A MatMul ``[M, K] x [K, N]`` does ``2 * M * K * N`` FLOPs and its left operand has ``M * K`` elements
+    (``transpose_a`` only reorders them; batch dimensions multiply both sides alike), so FLOPs are
+    ``2 * elements * N`` with N from :func:`matmul_output_width`.
+    """
+    by_name = {n.name: n for n in graph_def.node}
+    return {mm: 2.0 * float(elements) * matmul_output_width(by_name, by_name[mm])
+            for mm, elements in input_elements.items()}

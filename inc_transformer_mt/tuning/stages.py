@@ -198,18 +198,10 @@ class Calibration:
 
 
 def _matmul_flops(graph_def, stats) -> dict[str, float]:
-    """FLOPs per MatMul over the calibration run: 2 * (elements of its input = rows * K) * N.
+    """FLOPs per MatMul over the calibration run (every decode step): 2 * input elements * output width."""
+    from inc_transformer_mt.model.analysis import matmul_flops
 
-    N is read as the last dimension of the weight constant (see issue 11: wrong for transpose_b MatMuls).
-    """
-    from inc_transformer_mt.model.analysis import const_shape, source_node
-
-    by_name = {n.name: n for n in graph_def.node}
-    out = {}
-    for mm, tensor in stats.matmul_input.items():
-        n = const_shape(source_node(by_name, by_name[mm].input[1]))[-1]
-        out[mm] = 2.0 * float(stats.stats[tensor].hist.sum()) * n
-    return out
+    return matmul_flops(graph_def, {mm: float(stats.stats[t].hist.sum()) for mm, t in stats.matmul_input.items()})
 
 
 def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
