@@ -107,16 +107,23 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
     loop = loop_nodes(tiny_graph)
     assert prec[kept_fp32] == "fp32"
     in_loop_int8 = [mm for mm, v in prec.items() if v == "int8" and mm in loop]
-    if backend == "itex":  # ITEX: every MatMul not named FP32 is INT8, the decode loop's included
-        assert [mm for mm, v in prec.items() if v == "fp32"] == [kept_fp32]
-    else:  # the default backend leaves the in-loop FFN-1 (MatMul+BiasAdd+Relu) and the logits MatMul FP32
-        assert len(in_loop_int8) >= 15
+    # both backends: every MatMul not named FP32 is INT8, the decode loop's included (on the default backend
+    # thanks to quant/default_backend.py: the in-loop FFN-1 and the transpose_b logits MatMul)
+    assert [mm for mm, v in prec.items() if v == "fp32"] == [kept_fp32]
+    assert "transformer/while/logits/MatMul" in in_loop_int8 and "transformer/while/layer_0/ffn/MatMul" in in_loop_int8
     # the benchmark's count of INT8 MatMuls (no list of FP32 MatMul names needed) agrees
     from inc_transformer_mt.model.analysis import int8_matmul_count
 
     assert int8_matmul_count(q) == (sum(v == "int8" for v in prec.values()), len(prec))
     assert int8_matmul_count(tiny_graph) == (0, len(prec))
     if backend == "default":
+        assert sorted(res.prepared["relu_split"]) == ["transformer/while/layer_0/ffn/MatMul",
+                                                     "transformer/while/layer_1/ffn/MatMul"]
+        assert res.prepared["untransposed"] == ["transformer/while/logits/MatMul"]
+        # the disguised Relus are Relus again: same op counts as the FP32 graph
+        count = lambda gd, op: sum(n.op == op for n in gd.node)  # noqa: E731
+        assert count(q, "Maximum") == count(tiny_graph, "Maximum")
+        assert count(q, "Relu") == count(tiny_graph, "Relu") - 2  # the 2 encoder Relus are fused by INC
         assert res.enter_fixes > 0
         assert not [n for n in q.node if n.op == "Enter" and n.attr["T"].type in (11, 12, 13)]
     path = tmp_path / f"{backend}.pb"

@@ -7,6 +7,8 @@
   ``FreezeValueTransformer`` parses from the calibration log, before they are frozen (and before the
   default backend quantizes biases with them). Requantization ranges (fused MatMul+Relu outputs on the
   default backend) are replaced with the range of the tensor they feed.
+- Default backend: the decoder's in-loop MatMul+BiasAdd+Relu and the tied logits MatMul (transpose_b) are
+  rewritten first so INC's fusion rules accept them (:mod:`inc_transformer_mt.quant.default_backend`).
 - Default backend: qint8 weights entering the decode loop frame are carried as int8 and bitcast back
   inside (TensorFlow 2.15 has no ``Enter`` kernel for qint8 without ITEX; tensorflow issue 61761).
 """
@@ -42,6 +44,7 @@ class QuantResult:
     replaced_ranges: dict[str, float] = field(default_factory=dict)  # INC log key -> value frozen
     minmax_ranges: dict[str, float] = field(default_factory=dict)  # INC log key -> INC's own value
     enter_fixes: int = 0
+    prepared: dict[str, list[str]] = field(default_factory=dict)  # default backend: MatMuls rewritten for INC
 
 
 def requant_targets(graph_def, matmul_input: Mapping[str, str]) -> dict[str, str]:
@@ -190,6 +193,11 @@ def inc_quantize(
     config = StaticQuantConfig(weight_granularity=weight_granularity)
     for op in fp32_ops:
         config.set_local(f"^{re.escape(op)}$", StaticQuantConfig(act_dtype="fp32", weight_dtype="fp32"))
+    prep = None
+    if backend == "default":
+        from inc_transformer_mt.quant.default_backend import prepare_default_backend
+
+        graph_def, prep = prepare_default_backend(graph_def, fp32_ops)
     model = Model(graph_def)
     model.input_tensor_names = [input_op(n) for n in input_names]
     model.output_tensor_names = [input_op(n) for n in output_names]
@@ -215,6 +223,10 @@ def inc_quantize(
         raise RuntimeError("INC returned no quantized model")
     out = q_model.graph_def
     if backend == "default":
+        from inc_transformer_mt.quant.default_backend import restore_relus
+
+        restore_relus(out)
         result.enter_fixes = fix_quantized_enter(out)
+        result.prepared = prep.to_dict()
     result.graph_def = out
     return result
