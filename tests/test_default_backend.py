@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import run_graph
 
 pytestmark = pytest.mark.unit
@@ -58,5 +57,5 @@ def test_matmuls_kept_fp32_are_not_rewritten_and_relus_come_back(tiny_graph):
     prepared, prep = prepare_default_backend(tiny_graph, fp32_ops=[LOGITS, FFN1[0]])
     assert prep.untransposed == [] and prep.relu_split == [FFN1[1]]
     assert restore_relus(prepared) == 1
-    ops = lambda gd: sorted(n.op for n in gd.node)  # noqa: E731
+    ops = lambda gd: sorted(n.op for n in gd.node)
     assert ops(prepared) == ops(tiny_graph)

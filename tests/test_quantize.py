@@ -121,7 +121,7 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
                                                      "transformer/while/layer_1/ffn/MatMul"]
         assert res.prepared["untransposed"] == ["transformer/while/logits/MatMul"]
         # the disguised Relus are Relus again: same op counts as the FP32 graph
-        count = lambda gd, op: sum(n.op == op for n in gd.node)  # noqa: E731
+        count = lambda gd, op: sum(n.op == op for n in gd.node)
         assert count(q, "Maximum") == count(tiny_graph, "Maximum")
         assert count(q, "Relu") == count(tiny_graph, "Relu") - 2  # the 2 encoder Relus are fused by INC
         assert res.enter_fixes > 0
