@@ -110,3 +110,21 @@ def _fetch(graph_def, batch, tensor):
         tf.graph_util.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=g) as sess:
         return sess.run(tensor, {"input_ids:0": batch})
+
+
+def test_precision_census_counts_a_gather_on_int8_data_as_int8():
+    import tensorflow as tf
+
+    from inc_transformer_mt.model.analysis import op_precision_census
+
+    g = tf.Graph()
+    with g.as_default():
+        idx = tf.compat.v1.placeholder(tf.int32, [2, 1], name="idx")
+        tf.gather_nd(tf.constant(np.ones((3, 4), np.int8)), idx, name="g8")
+        tf.gather_nd(tf.constant(np.ones((3, 4), np.float32)), idx, name="g32")
+        x = tf.compat.v1.placeholder(tf.float32, [2, 4], name="x")
+        tf.nn.softmax(x, name="sm")
+    census = op_precision_census(g.as_graph_def())
+    assert census["GatherNd"] == {"int8": {"outside_loop": 1, "inside_loop": 0},
+                                  "fp32": {"outside_loop": 1, "inside_loop": 0}}
+    assert census["Softmax"]["fp32"]["outside_loop"] == 1 and census["MatMul"]["int8"]["outside_loop"] == 0

@@ -116,6 +116,19 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
 
     assert int8_matmul_count(q) == (sum(v == "int8" for v in prec.values()), len(prec))
     assert int8_matmul_count(tiny_graph) == (0, len(prec))
+    # the report's census is measured on the quantized graph itself, for every op type a rule can name
+    from inc_transformer_mt.model.analysis import op_census, op_precision_census
+
+    census = op_precision_census(q)
+    total = lambda c: c["outside_loop"] + c["inside_loop"]  # noqa: E731
+    assert (total(census["MatMul"]["int8"]), total(census["MatMul"]["fp32"])) == (len(prec) - 1, 1)
+    assert census["MatMul"]["fp32"]["inside_loop"] == 1  # the one kept FP32 is in the loop
+    fp32_ops = op_census(tiny_graph).to_dict()["ops"]
+    float_gathers = sum(n.op == "GatherNd" and n.attr["Tparams"].type == 1 for n in tiny_graph.node)
+    assert total(census["GatherNd"]["fp32"]) == float_gathers > 0
+    for op in ("Softmax", "BatchMatMulV2", "LayerNorm"):
+        assert total(census[op]["int8"]) == 0, (op, census[op])
+        assert census[op]["fp32"] == {k: fp32_ops[op][k] for k in ("outside_loop", "inside_loop")}, op
     if backend == "default":
         assert sorted(res.prepared["relu_split"]) == ["transformer/while/layer_0/ffn/MatMul",
                                                      "transformer/while/layer_1/ffn/MatMul"]

@@ -23,13 +23,16 @@ __all__ = [
     "consumers",
     "graph_format",
     "input_op",
+    "compute_ops",
     "int8_matmul_count",
+    "layer_norm_scopes",
     "loop_nodes",
     "matmul_flops",
     "matmul_output_width",
     "matmul_precision",
     "node_frames",
     "op_census",
+    "op_precision_census",
     "source_node",
 ]
 
@@ -228,3 +231,104 @@ def matmul_flops(graph_def, input_elements: Mapping[str, float]) -> dict[str, fl
     by_name = {n.name: n for n in graph_def.node}
     return {mm: 2.0 * float(elements) * matmul_output_width(by_name, by_name[mm])
             for mm, elements in input_elements.items()}
+
+
+# ---------------------------------------------------------------------------- ops a recipe can name
+#: the op types a recipe rule can name, in report order
+RULE_OP_TYPES = ("MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd")
+
+
+def layer_norm_scopes(graph_def) -> list[str]:
+    """The LayerNorms of a graph: fused LayerNorm ops by name, or the name scopes of composite ones
+    (``.../layer_norm*``), as :func:`op_census` counts them."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for node in graph_def.node:
+        if node.op in _LAYER_NORM_OPS:
+            name = node.name
+        else:
+            m = _LAYER_NORM_SCOPE.match(node.name)
+            if not m or node.op in ("Const", "Enter", "Identity"):
+                continue
+            name = m.group(1)
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def compute_ops(graph_def) -> dict[str, str]:
+    """Op name -> type for every op a quantization rule can name (:data:`RULE_OP_TYPES`; a composite
+    LayerNorm is named by its scope). MatMuls are those with a constant weight (the quantizable ones)."""
+    by_name = {n.name: n for n in graph_def.node}
+    out: dict[str, str] = {}
+    for node in graph_def.node:
+        if node.op == "MatMul":
+            w = source_node(by_name, node.input[1])
+            if w is not None and w.op == "Const":
+                out[node.name] = "MatMul"
+        elif node.op in ("BatchMatMulV2", "BatchMatMul", "BatchMatMulV3"):
+            out[node.name] = "BatchMatMulV2"
+        elif node.op in ("Softmax", "GatherNd"):
+            out[node.name] = node.op
+    out.update(dict.fromkeys(layer_norm_scopes(graph_def), "LayerNorm"))
+    return out
+
+
+_EIGHT_BIT = {4, 6, 11, 12}  # DT_UINT8, DT_INT8, DT_QINT8, DT_QUINT8
+_FLOATS = {1, 14, 19}  # DT_FLOAT, DT_BFLOAT16, DT_HALF
+
+
+def _op_is_int8(by_name: Mapping[str, Any], node) -> bool:
+    """Does this op run on 8-bit data in the final graph (a quantized kernel, or both float inputs read straight
+    from Dequantize, which ITEX fuses)?"""
+    if node.op.startswith("Quantized"):
+        return True
+    if node.op == "GatherNd":
+        return node.attr["Tparams"].type in _EIGHT_BIT
+    data = [i for i in node.input if not i.startswith("^")]
+    if node.op in ("MatMul", "BatchMatMulV2", "BatchMatMul", "BatchMatMulV3"):
+        return len(data) >= 2 and _reads_dequantized(by_name, node)
+    srcs = [source_node(by_name, i) for i in data[:1]]
+    return bool(srcs) and all(s is not None and s.op == "Dequantize" for s in srcs)
+
+
+def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
+    """Measured on the final graph: for every :data:`RULE_OP_TYPES` type, how many ops run INT8 and FP32,
+    outside and inside the decode loop (by the graph's own loop frames, so hoisted ops count outside).
+
+    A fused default-backend MatMul (``QuantizedMatMulWithBias*``) counts as an INT8 MatMul; an ITEX MatMul
+    counts INT8 when both inputs come from Dequantize. Softmax and LayerNorm count INT8 only for a quantized
+    kernel or a Dequantize input; a LayerNorm scope counts by its first computing node. GatherNd counts by the
+    data it moves (8-bit or float; gathers of integer ids are not a precision choice and are left out).
+    """
+    by_name = {n.name: n for n in graph_def.node}
+    inside = loop_nodes(graph_def)
+    out = {t: {"int8": {"outside_loop": 0, "inside_loop": 0}, "fp32": {"outside_loop": 0, "inside_loop": 0}}
+           for t in RULE_OP_TYPES}
+
+    def add(op_type: str, node, int8: bool) -> None:
+        out[op_type]["int8" if int8 else "fp32"]["inside_loop" if node.name in inside else "outside_loop"] += 1
+
+    ln_first: dict[str, Any] = {}
+    for node in graph_def.node:
+        if _is_fused_matmul(node.op) and "BatchMatMul" not in node.op:
+            add("MatMul", node, True)
+        elif node.op == "MatMul":
+            w = source_node(by_name, node.input[1])
+            if w is not None and w.op in ("Const", "Dequantize"):
+                add("MatMul", node, _op_is_int8(by_name, node))
+        elif node.op in ("BatchMatMulV2", "BatchMatMul", "BatchMatMulV3") or (
+                node.op.startswith("Quantized") and "BatchMatMul" in node.op):
+            add("BatchMatMulV2", node, _op_is_int8(by_name, node))
+        elif node.op == "Softmax" or (node.op == "GatherNd" and node.attr["Tparams"].type in _EIGHT_BIT | _FLOATS):
+            add(node.op, node, _op_is_int8(by_name, node))
+        elif node.op in _LAYER_NORM_OPS:
+            add("LayerNorm", node, False)
+        else:
+            m = _LAYER_NORM_SCOPE.match(node.name)
+            if m and node.op not in ("Const", "Enter", "Identity") and m.group(1) not in ln_first:
+                ln_first[m.group(1)] = node
+    for node in ln_first.values():
+        add("LayerNorm", node, _op_is_int8(by_name, node))
+    return out

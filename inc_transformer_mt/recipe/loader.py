@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.recipe.schema import Recipe
 
-__all__ = ["dump_recipe", "load_recipe", "parse_override", "recipe_json_schema", "resolve_paths"]
+__all__ = ["dump_recipe", "key_lines", "load_recipe", "parse_override", "recipe_json_schema", "resolve_paths"]
 
 KeyPath = tuple[Any, ...]
 
@@ -145,6 +145,21 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         origin = " (from --set)" if any(loc[: len(k)] == k for k in overridden) else ""
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{where}: {dotted}: {_message(first)}{origin}{more}") from None
+
+
+def key_lines(path: str | Path) -> dict[KeyPath, int]:
+    """Key path -> 1-based line of a recipe file (list items by index), for errors found after validation
+    (e.g. ``("quantization", "rules", 2)``). Empty when the file cannot be read or parsed again."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    lines: dict[KeyPath, int] = {}
+    try:
+        _key_lines(root, (), lines, str(path))
+    except UserError:
+        return {}
+    return lines
 
 
 def _resolve(base: Path, value: str | None) -> str | None:

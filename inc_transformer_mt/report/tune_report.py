@@ -150,6 +150,23 @@ class HeldoutInfo(SetInfo):
     int8_model: str
 
 
+class PlanRule(_Strict):
+    """One recipe rule as resolved against the graph."""
+
+    index: int
+    rule: str
+    line: int | None = None
+    matched: dict[str, int] = Field(description="op type -> ops the rule selected")
+
+
+class PlanInfo(_Strict):
+    """The quantization plan: every rule with what it matched, and the planned dtype counts per op type."""
+
+    rules: list[PlanRule]
+    planned: dict[str, dict[str, int]] = Field(description="op type -> dtype -> ops")
+    engine: Literal["own", "inc"] = "own"
+
+
 class TuneReport(_Strict):
     status: Literal["passed", "failed"]
     recipe: str
@@ -159,6 +176,7 @@ class TuneReport(_Strict):
     signature: str = Field(description="sacreBLEU signature of every BLEU in the report")
     tuning_set: SetInfo
     fp32: FP32Info
+    plan: PlanInfo | None = None
     trials: list[TrialRecord]
     stop_reason: str
     sensitivity: list[SensitivityRecord] | None = None
@@ -249,9 +267,21 @@ def _passes_rows(ps: PassesInfo) -> list[str]:
     return lines + [""]
 
 
+def _plan_rows(p: PlanInfo) -> list[str]:
+    lines = [f"## Quantization plan (engine: {p.engine})", "", "| # | rule | recipe line | matched |", "|---|---|---|---|"]
+    for r in p.rules:
+        matched = ", ".join(f"{n} {t}" for t, n in sorted(r.matched.items()))
+        lines.append(f"| {r.index} | `{r.rule}` | {'' if r.line is None else r.line} | {matched} |")
+    planned = "; ".join(f"{t}: " + ", ".join(f"{n} {d}" for d, n in sorted(c.items()))
+                        for t, c in sorted(p.planned.items()))
+    return lines + ["", f"Planned: {planned}.", ""]
+
+
 def _census_rows(i8: Int8Info) -> list[str]:
     lines = [(f"INT8 MatMuls: {i8.matmuls_int8} of {i8.matmuls_total} ({i8.matmul_flops_int8_share:.1%} of MatMul "
               f"FLOPs); KL/min-max ranges frozen: {i8.ranges_replaced}; loop Enter fixes: {i8.enter_fixes}"), "",
+             "Precision of every op type, measured on the final graph (after the passes: hoisted ops count outside "
+             "the loop):", "",
              "| op type | INT8 outside loop | INT8 inside loop | FP32 outside loop | FP32 inside loop |",
              "|---|---|---|---|---|"]
     for op, c in i8.precision_census.items():
@@ -301,6 +331,8 @@ def render_markdown(r: TuneReport) -> str:
              f"- backend: {r.backend}", f"- criterion: {r.criterion.text}", f"- sacreBLEU signature: `{r.signature}`",
              f"- tuning set: {r.tuning_set.sentences} sentences; stop: {r.stop_reason}", ""]
     lines += _bleu_rows(r)
+    if r.plan is not None:
+        lines += _plan_rows(r.plan)
     if r.passes is not None:
         lines += _passes_rows(r.passes)
     if r.int8 is not None:

@@ -1,6 +1,6 @@
 """The stages of ``inc-mt tune``, each a function with typed inputs and outputs, testable alone.
 
-inputs -> FP32 baseline -> calibration -> quantization plan -> search -> passes -> held-out -> report
+inputs -> quantization plan -> FP32 baseline -> calibration -> search -> passes -> held-out -> report
 (-> publish, in :mod:`inc_transformer_mt.tuning.publish`). :func:`inc_transformer_mt.tuning.pipeline.run_tune`
 calls them in that order and nothing else.
 """
@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,18 +31,20 @@ from inc_transformer_mt.report.tune_report import (
     Int8Info,
     ModelInfo,
     PassesInfo,
+    PlanInfo,
+    PlanRule,
     PrecisionCount,
     SensitivityRecord,
     SetInfo,
     TrialRecord,
     TuneReport,
 )
+from inc_transformer_mt.quant.plan import QuantPlan
 from inc_transformer_mt.tuning.tuner import TuneOutcome
 
 __all__ = [
     "Baseline",
     "Calibration",
-    "QuantPlan",
     "Search",
     "TuneInputs",
     "build_report",
@@ -157,7 +158,7 @@ def _read_cached_hyps(path: Path, expected: int) -> list[str] | None:
 
 
 def fp32_baseline(inputs: TuneInputs, fp32, log: Log) -> Baseline:
-    """Stage 2: FP32 outputs and BLEU on the tuning set (cached by graph, data, batching and library versions)."""
+    """Stage 3: FP32 outputs and BLEU on the tuning set (cached by graph, data, batching and library versions)."""
     from inc_transformer_mt.metrics.bleu import score as bleu_score
 
     d, tuning = inputs.recipe.data, inputs.tuning
@@ -205,7 +206,7 @@ def _matmul_flops(graph_def, stats) -> dict[str, float]:
 
 
 def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
-    """Stage 3: activation statistics over the calibration sentences (every decode step) and their ranges."""
+    """Stage 4: activation statistics over the calibration sentences (every decode step) and their ranges."""
     from inc_transformer_mt.data.batching import pad_batch
     from inc_transformer_mt.quant.calibrate import collect_stats
     from inc_transformer_mt.quant.inc_bridge import requant_targets
@@ -233,27 +234,20 @@ def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
 
 
 # ------------------------------------------------------------------------------------ quantization plan
-@dataclass(frozen=True)
-class QuantPlan:
-    """Which MatMuls the recipe's rules allow in INT8 (candidates) and which they keep FP32 (forced)."""
+def plan_quantization(inputs: TuneInputs, graph_def, overrides: Sequence[str] = ()) -> QuantPlan:
+    """Stage 2 (before any work): the recipe's op-wise rules resolved against the FP32 graph
+    (:mod:`inc_transformer_mt.quant.plan`); a rule that matches nothing is an error naming it and its line."""
+    from inc_transformer_mt.model.analysis import compute_ops
+    from inc_transformer_mt.quant.calibrate import matmul_inputs
+    from inc_transformer_mt.recipe.loader import key_lines
+    from inc_transformer_mt.quant.plan import resolve_plan
 
-    candidates: list[str]
-    forced_fp32: list[str]
-
-
-def plan_quantization(recipe: Recipe, matmuls: Sequence[str]) -> QuantPlan:
-    """Stage 4: apply the recipe's op-wise rules, in order, to the graph's MatMuls."""
-    decision = dict.fromkeys(matmuls, "int8")
-    for rule in recipe.quantization.rules:
-        if rule.op_type == "MatMul":
-            decision = dict.fromkeys(matmuls, rule.dtype)
-        elif rule.op_name is not None:
-            rx = re.compile(rule.op_name)
-            decision.update({mm: rule.dtype for mm in matmuls if rx.match(mm)})
-    candidates = sorted(mm for mm, v in decision.items() if v == "int8")
-    if not candidates:
-        raise UserError("quantization.rules: the rules leave no MatMul in int8")
-    return QuantPlan(candidates=candidates, forced_fp32=sorted(mm for mm, v in decision.items() if v == "fp32"))
+    rules_overridden = any(o.split("=", 1)[0].strip().startswith("quantization") for o in overrides)
+    lines = {} if rules_overridden else key_lines(inputs.recipe_path)
+    rule_lines = {k[2]: v for k, v in lines.items() if len(k) == 3 and k[:2] == ("quantization", "rules")}
+    return resolve_plan(inputs.recipe.quantization.rules, compute_ops(graph_def),
+                        matmuls=sorted(matmul_inputs(graph_def)), rule_lines=rule_lines,
+                        source=str(inputs.recipe_path))
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -405,32 +399,19 @@ def score_heldout(inputs: TuneInputs, fp32, graph_def, int8_model: str) -> Heldo
 
 
 # ---------------------------------------------------------------------------------------------- report
-def _precision_census(fp32_graph_def, precision: dict[str, str]) -> tuple[PrecisionCount, dict]:
-    """MatMuls by precision and loop frame; the other compute types as counted in the FP32 graph (INC 3.10
-    quantizes none of them on CPU: the recipe schema rejects int8 for them)."""
-    from inc_transformer_mt.model.analysis import loop_nodes, op_census
+def _precision_census(final_graph_def) -> tuple[PrecisionCount, dict[str, PrecisionCount]]:
+    """Every rule-nameable op type by precision and loop frame, measured on the final graph."""
+    from inc_transformer_mt.model.analysis import op_precision_census
 
-    loop = loop_nodes(fp32_graph_def)
-    mm = PrecisionCount()
-    for name, v in precision.items():
-        count = getattr(mm, v)
-        if name in loop:
-            count.inside_loop += 1
-        else:
-            count.outside_loop += 1
-    fp32_census = op_census(fp32_graph_def).to_dict()["ops"]
-    census: dict[str, PrecisionCount] = {"MatMul": mm}
-    for op in ("BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"):
-        c = fp32_census.get(op, {"outside_loop": 0, "inside_loop": 0})
-        census[op] = PrecisionCount(fp32={"outside_loop": c["outside_loop"], "inside_loop": c["inside_loop"]})
-    return mm, census
+    census = {op: PrecisionCount.model_validate(c) for op, c in op_precision_census(final_graph_def).items()}
+    return census["MatMul"], census
 
 
 def int8_info(fp32, trial, graph: QuantizedGraph, graph_def, bleu: float, drop: float, matmuls: int) -> Int8Info:
     """What the report says about one quantized graph (``graph_def``: after the passes, when kept)."""
     from inc_transformer_mt.model.analysis import op_census
 
-    mm_census, census = _precision_census(fp32.graph_def, graph.precision)
+    mm_census, census = _precision_census(graph_def)
     return Int8Info(tuning_bleu=round(bleu, 2), drop=round(drop, 2), trial=trial.index,
                     matmuls_int8=trial.int8_ops, matmuls_total=matmuls,
                     matmul_flops_int8_share=round(trial.int8_flops_share, 4), matmul_precision=graph.precision,
@@ -449,7 +430,13 @@ def _calibration_info(recipe: Recipe, cal: Calibration) -> CalibrationInfo:
                            sentences=stats.sentences, batches=stats.batches, tensors=len(stats.stats), ranges=ranges)
 
 
+def plan_info(plan: QuantPlan, engine: str = "own") -> PlanInfo:
+    return PlanInfo(rules=[PlanRule(index=r.index, rule=r.rule, line=r.line, matched=r.matched) for r in plan.rules],
+                    planned=plan.by_type(), engine=engine)
+
+
 def build_report(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, found: Search, *,
+                 plan: PlanInfo | None = None,
                  int8: Int8Info | None, passes: PassesInfo | None, heldout: HeldoutInfo | None,
                  walls: dict[str, float]) -> TuneReport:
     """Stage 8: the typed report of the whole run."""
@@ -466,7 +453,7 @@ def build_report(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration,
         signature=baseline.signature,
         tuning_set=SetInfo(**recipe.data.tuning.model_dump(), sentences=len(inputs.tuning.source)),
         fp32={"tuning_bleu": round(baseline.bleu, 2)},
-        trials=[TrialRecord(**t.to_dict()) for t in o.trials], stop_reason=o.stop_reason,
+        plan=plan, trials=[TrialRecord(**t.to_dict()) for t in o.trials], stop_reason=o.stop_reason,
         sensitivity=None if o.ranking is None else [
             SensitivityRecord(unit=s.unit, ops=s.ops, score=round(s.score, 3), seconds=round(s.seconds, 2))
             for s in o.ranking],
