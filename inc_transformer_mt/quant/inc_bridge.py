@@ -3,9 +3,8 @@
 - The backend is set for every call (INC resets its global config after each quantization, so a second
   call would silently fall back from ``itex`` to ``default``); BF16 conversion is off (INT8 or FP32 only).
 - MatMuls kept FP32 are named by anchored op-name keys (INC matches keys with ``re.match``).
-- KL ranges replace INC's min/max at the one point both backends share: the values
-  ``FreezeValueTransformer`` parses from the calibration log, before they are frozen (and before the
-  default backend quantizes biases with them). Requantization ranges (fused MatMul+Relu outputs on the
+- KL ranges replace INC's min/max through :func:`inc_transformer_mt.quant.inc_hooks.kl_ranges` (verified:
+  every MatMul INC calibrates gets its range). Requantization ranges (fused MatMul+Relu outputs on the
   default backend) are replaced with the range of the tensor they feed.
 - Default backend: the decoder's in-loop MatMul+BiasAdd+Relu and the tied logits MatMul (transpose_b) are
   rewritten first so INC's fusion rules accept them (:mod:`inc_transformer_mt.quant.default_backend`).
@@ -15,12 +14,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
-import re
-import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +25,8 @@ from inc_transformer_mt.defaults import BACKENDS
 from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.analysis import consumers, input_op
 
-__all__ = ["BACKENDS", "QuantResult", "fix_quantized_enter", "inc_quantize", "requant_targets"]
+__all__ = ["BACKENDS", "QuantResult", "finalize_model", "fix_quantized_enter", "inc_quantize", "prepare_model",
+           "requant_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,55 +59,6 @@ def requant_targets(graph_def, matmul_input: Mapping[str, str]) -> dict[str, str
                 out[mm] = f"{name}:0"
                 break
     return out
-
-
-@contextlib.contextmanager
-def _range_override(ranges: Mapping[str, tuple[float, float]] | None, result: QuantResult,
-                    requant: Mapping[str, tuple[float, float]] | None):
-    from neural_compressor.tensorflow.quantization.utils.graph_rewriter.int8 import freeze_value as fv
-
-    orig_minmax = fv.FreezeValueTransformer._parse_max_min_log
-    orig_requant = fv.FreezeValueTransformer._parse_requantization_ranges
-
-    def parse_minmax(self):
-        res = orig_minmax(self)
-        is_max = self.postfix.startswith("__max")
-        marker = "_eightbit_max_" if is_max else "_eightbit_min_"
-        for key, value in res.items():
-            result.minmax_ranges[key] = float(value)
-            op = key.split(marker, 1)[0]
-            if ranges is not None and op in ranges:
-                res[key] = float(ranges[op][1 if is_max else 0])
-                result.replaced_ranges[key] = res[key]
-        return res
-
-    def parse_requant(self):
-        res = orig_requant(self)
-        for key, value in res.items():
-            op = key.removesuffix("_eightbit_requant_range")
-            result.minmax_ranges[key + ":min"], result.minmax_ranges[key + ":max"] = map(float, value[:2])
-            if requant is not None and op in requant:
-                lo, hi = requant[op]
-                res[key] = [float(lo), float(hi)]
-                result.replaced_ranges[key + ":min"], result.replaced_ranges[key + ":max"] = float(lo), float(hi)
-        return res
-
-    # INC reads the calibration Print output by redirecting the file descriptor of the ``sys.stderr`` it saw at
-    # import time; under pytest or Jupyter that object is not fd 2 (where TensorFlow prints) and calibration
-    # reads nothing. Point it at the process's real stderr.
-    from neural_compressor.tensorflow.utils import utility as inc_utility
-
-    capture = inc_utility.CaptureOutputToFile.__init__
-    orig_defaults = capture.__defaults__
-    capture.__defaults__ = (sys.__stderr__,)
-    fv.FreezeValueTransformer._parse_max_min_log = parse_minmax
-    fv.FreezeValueTransformer._parse_requantization_ranges = parse_requant
-    try:
-        yield
-    finally:
-        fv.FreezeValueTransformer._parse_max_min_log = orig_minmax
-        fv.FreezeValueTransformer._parse_requantization_ranges = orig_requant
-        capture.__defaults__ = orig_defaults
 
 
 _QTYPES = {11: 6, 12: 4, 13: 3}  # DT_QINT8 -> DT_INT8, DT_QUINT8 -> DT_UINT8, DT_QINT32 -> DT_INT32
@@ -154,17 +101,25 @@ def fix_quantized_enter(graph_def) -> int:
     return fixes
 
 
-class _DataLoader:
-    def __init__(self, batches: Sequence[np.ndarray]):
-        self.batches = list(batches)
-        self.batch_size = int(self.batches[0].shape[0]) if self.batches else 1
+def prepare_model(graph_def, backend: str, fp32_ops: Iterable[str] = ()):
+    """(graph INC should quantize, what was rewritten): the default backend's exact pre-rewrites
+    (:mod:`inc_transformer_mt.quant.default_backend`) for the MatMuls not kept FP32; ITEX: the graph as is."""
+    if backend != "default":
+        return graph_def, None
+    from inc_transformer_mt.quant.default_backend import prepare_default_backend
 
-    def __iter__(self):
-        for b in self.batches:
-            yield b, None
+    return prepare_default_backend(graph_def, fp32_ops)
 
-    def __len__(self) -> int:
-        return len(self.batches)
+
+def finalize_model(graph_def, backend: str) -> int:
+    """In place, on INC's output: undo the pre-rewrites and carry qint8 into loop frames as int8 (default
+    backend). Returns the number of Enter nodes fixed."""
+    if backend != "default":
+        return 0
+    from inc_transformer_mt.quant.default_backend import restore_relus
+
+    restore_relus(graph_def)
+    return fix_quantized_enter(graph_def)
 
 
 def inc_quantize(
@@ -183,50 +138,35 @@ def inc_quantize(
     """INT8 graph from INC's static quantization (``quantize_model``) with the given backend and fallbacks."""
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    from neural_compressor.tensorflow import Model, StaticQuantConfig, quantize_model
-    from neural_compressor.tensorflow.utils import TFConfig
+    from neural_compressor.tensorflow import Model, quantize_model
 
     # not INC's itex_installed(): its bare `except:` turns a Ctrl-C into "ITEX is not installed"
     if backend == "itex" and importlib.util.find_spec("intel_extension_for_tensorflow") is None:
         raise RuntimeFailure("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
-    fp32_ops = sorted(set(fp32_ops))
-    config = StaticQuantConfig(weight_granularity=weight_granularity)
-    for op in fp32_ops:
-        config.set_local(f"^{re.escape(op)}$", StaticQuantConfig(act_dtype="fp32", weight_dtype="fp32"))
-    prep = None
-    if backend == "default":
-        from inc_transformer_mt.quant.default_backend import prepare_default_backend
+    from inc_transformer_mt.quant.inc_hooks import CalibrationLoader, keep_backend, kl_ranges, quant_config
 
-        graph_def, prep = prepare_default_backend(graph_def, fp32_ops)
-    model = Model(graph_def)
-    model.input_tensor_names = [input_op(n) for n in input_names]
-    model.output_tensor_names = [input_op(n) for n in output_names]
-    TFConfig.global_config["backend"] = backend
-    TFConfig.global_config["use_bf16"] = False
-    # INC's default workspace is ./nc_workspace/<timestamp> in the current directory: keep it out of users' trees
-    workspace = tempfile.TemporaryDirectory(prefix="inc_mt_workspace_")
-    TFConfig.global_config["workspace_path"] = workspace.name
+    fp32_ops = sorted(set(fp32_ops))
+    prepared, prep = prepare_model(graph_def, backend, fp32_ops)
     result = QuantResult(graph_def=None, backend=backend, fp32_ops=fp32_ops)
     inc_logger = logging.getLogger("neural_compressor")
     old_level = inc_logger.level
     if quiet:
         inc_logger.setLevel(logging.ERROR)
     try:
-        with _range_override(ranges, result, requant_ranges):
-            q_model = quantize_model(model, config, calib_dataloader=_DataLoader(calib_batches),
+        with keep_backend(backend), kl_ranges(ranges or {}, requant_ranges, verify=ranges is not None) as hook:
+            model = Model(prepared)
+            model.input_tensor_names = [input_op(n) for n in input_names]
+            model.output_tensor_names = [input_op(n) for n in output_names]
+            q_model = quantize_model(model, quant_config(fp32_ops, weight_granularity),
+                                     calib_dataloader=CalibrationLoader(calib_batches),
                                      calib_iteration=len(calib_batches))
     finally:
         inc_logger.setLevel(old_level)
-        TFConfig.reset_global_config()
-        workspace.cleanup()
+    result.replaced_ranges, result.minmax_ranges = hook.replaced, hook.minmax
     if q_model is None:
-        raise RuntimeError("INC returned no quantized model")
+        raise RuntimeFailure("INC returned no quantized model")
     out = q_model.graph_def
-    if backend == "default":
-        from inc_transformer_mt.quant.default_backend import restore_relus
-
-        restore_relus(out)
-        result.enter_fixes = fix_quantized_enter(out)
-        result.prepared = prep.to_dict()
+    result.enter_fixes = finalize_model(out, backend)
+    result.prepared = prep.to_dict() if prep is not None else {}
     result.graph_def = out
     return result
