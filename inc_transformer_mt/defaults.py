@@ -17,6 +17,7 @@ __all__ = [
     "CALIBRATION_METHODS",
     "CRITERION_TYPES",
     "DEFAULT_PASSES",
+    "ENGINES",
     "FALLBACKS",
     "GRANULARITIES",
     "KL_MODES",
@@ -63,6 +64,8 @@ KL_MODES = ("symmetric", "independent", "conjugate")
 CRITERION_TYPES = ("absolute", "relative")
 MAX_DROP = 0.5  # BLEU points
 MAX_ABSOLUTE_DROP = 10.0  # above this an absolute criterion passes almost anything
+#: who drives the accuracy-driven search: this package's tuner, or INC's own ``autotune`` with its plug-ins
+ENGINES = ("own", "inc")
 FALLBACKS = ("sensitivity", "none")
 GRANULARITIES = ("block", "op")
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"data", "metrics", "recipe"},
     {"model", "report"},
     {"quant", "passes", "inference"},
+    {"inc"},  # the INC plug-ins: quant hooks + inference + metrics, used by tuning's inc engine
     {"tuning", "bench", "regression"},
     {"api"},
     {"__init__"},  # the package root re-exports the API (lazily); anyone may read its __version__

@@ -21,7 +21,7 @@ import numpy as np
 
 from inc_transformer_mt.model.analysis import input_op
 
-__all__ = ["Sensitivity", "fake_quant_graph", "rank_units", "unit_of", "units"]
+__all__ = ["FallbackStep", "Sensitivity", "fake_quant_graph", "fallback_steps", "rank_units", "unit_of", "units"]
 
 _BLOCK = re.compile(r"^(.*?layer_\d+/[^/]+)/")
 
@@ -139,4 +139,32 @@ def rank_units(unit_ops: Mapping[str, list[str]], measure: Callable[[list[str]],
         s = float(measure(ops))
         out.append(Sensitivity(unit=unit, ops=list(ops), score=s, seconds=clock() - t))
     out.sort(key=lambda x: (-x.score, x.unit))
+    return out
+
+
+@dataclass(frozen=True)
+class FallbackStep:
+    """One fallback configuration: the units kept FP32 so far (most sensitive first) and all FP32 MatMuls."""
+
+    units: list[str]
+    fp32_ops: list[str]
+
+
+def fallback_steps(ranking: Sequence[Sensitivity], candidates: Sequence[str],
+                   forced_fp32: Sequence[str] = ()) -> list[FallbackStep]:
+    """The fallback order after an all-INT8 trial fails: step k keeps the k most sensitive units FP32
+    (cumulative; units adding no new candidate are folded into the next step), never all candidates."""
+    out: list[FallbackStep] = []
+    units: list[str] = []
+    ops: set[str] = set(forced_fp32)
+    cands = set(candidates)
+    for sens in ranking:
+        new = set(sens.ops) & cands - ops
+        units.append(sens.unit)
+        if not new:
+            continue
+        ops |= new
+        if cands <= ops:
+            break  # nothing left in INT8: not a quantized model
+        out.append(FallbackStep(units=list(units), fp32_ops=sorted(ops)))
     return out

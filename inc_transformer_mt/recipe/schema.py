@@ -16,6 +16,7 @@ from inc_transformer_mt.defaults import (
     CALIBRATION_METHODS,
     CRITERION_TYPES,
     DEFAULT_PASSES,
+    ENGINES,
     FALLBACKS,
     GRANULARITIES,
     KL_MODES,
@@ -194,6 +195,9 @@ class CriterionSpec(_Strict):
 
 
 class TuningSpec(_Strict):
+    engine: Literal[ENGINES] = Field(  # type: ignore[valid-type]
+        "own", description="own: this package's tuner; inc: INC's autotune with this package's plug-ins (BLEU "
+        "eval_fn, verified KL hook, backend kept, sensitivity fallback as INC configs); same report either way")
     metric: Literal["bleu"] = "bleu"
     criterion: CriterionSpec = Field(default_factory=CriterionSpec)
     max_trials: int = Field(20, gt=0)

@@ -4,8 +4,8 @@ One straight line of the stages in :mod:`inc_transformer_mt.tuning.stages`: vali
 directory (before any work); load the model and the three sentence sets; resolve the recipe's rules against
 the graph into a quantization plan (a rule that matches nothing stops here); score FP32 on the tuning set
 (cached); collect activation statistics over the calibration sentences (loop steps included) and choose
-ranges; search (INC ``quantize_model`` per trial, BLEU
-per trial, sensitivity fallback); run the recipe's graph passes; score the held-out set; build the typed
+ranges; search (engine ``own``: INC ``quantize_model`` per trial, BLEU
+per trial, sensitivity fallback; engine ``inc``: INC's ``autotune`` with the plug-ins); run the recipe's graph passes; score the held-out set; build the typed
 report; publish everything atomically. Passed: exit 0 with a model; failed: exit 1, report only.
 """
 
@@ -56,7 +56,7 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
         plan = stages.plan_quantization(inputs, fp32.graph_def, overrides)
         baseline = clock("fp32_baseline_s", stages.fp32_baseline, inputs, fp32, log)
         cal = clock("calibration_s", stages.calibrate, inputs, fp32, log)
-        found = clock("tuning_s", stages.search, inputs, fp32, baseline, cal, plan, log)
+        found = clock("tuning_s", _search(recipe.tuning.engine), inputs, fp32, baseline, cal, plan, log)
         trial, graph = found.chosen
         final = graph.graph_def if graph is not None else None
         int8 = passes = heldout = None
@@ -68,10 +68,19 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
             int8 = stages.int8_info(fp32, trial, graph, final, bleu, baseline.bleu - bleu, len(cal.matmuls))
             label = "tuned" if found.outcome.passed else f"closest trial {trial.index} (rejected)"
             heldout = clock("heldout_s", stages.score_heldout, inputs, fp32, final, label)
-    report = stages.build_report(inputs, fp32, baseline, cal, found, plan=stages.plan_info(plan), int8=int8, passes=passes, heldout=heldout,
+    report = stages.build_report(inputs, fp32, baseline, cal, found, plan=stages.plan_info(plan, recipe.tuning.engine), int8=int8, passes=passes, heldout=heldout,
                                  walls=clock.total())
     report, out_dir = publish(report, final, inputs.model, recipe, recipe_path)
     return TuneResult(report=report, out_dir=out_dir)
+
+
+def _search(engine: str):
+    """The search stage of the recipe's ``tuning.engine``."""
+    if engine == "inc":
+        from inc_transformer_mt.tuning.inc_engine import search_inc
+
+        return search_inc
+    return stages.search
 
 
 class _Walls:

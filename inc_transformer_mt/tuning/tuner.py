@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from inc_transformer_mt.metrics.criterion import Criterion
-from inc_transformer_mt.quant.sensitivity import Sensitivity
+from inc_transformer_mt.quant.sensitivity import Sensitivity, fallback_steps
 
 __all__ = ["Criterion", "Trial", "TuneOutcome", "Tuner"]
 
@@ -94,18 +94,8 @@ class Tuner:
         if self.fallback != "sensitivity":
             return
         outcome.ranking = self.rank()
-        units: list[str] = []
-        ops: set[str] = set(self.forced)
-        candidates = set(self.candidate_ops)
-        for sens in outcome.ranking:
-            new = set(sens.ops) & candidates - ops
-            units.append(sens.unit)
-            if not new:
-                continue
-            ops |= new
-            if candidates <= ops:
-                return  # nothing left in INT8: not a quantized model
-            yield list(units), sorted(ops)
+        for step in fallback_steps(outcome.ranking, self.candidate_ops, self.forced):
+            yield step.units, step.fp32_ops
 
     def run(self) -> TuneOutcome:
         start = self.clock()
