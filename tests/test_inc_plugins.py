@@ -152,7 +152,7 @@ def test_the_docs_snippet_runs_inc_autotune_with_the_plugins(tiny_model_dir):
              "CRITERION": Criterion("relative", 0.99), "BACKEND": "itex"}
     exec(compile(snippet, "docs/inc.md", "exec"), scope)  # noqa: S102 - the documented code, verbatim
     records = scope["eval_fn"].records
-    assert [r.trial for r in records] == [0, 1] and records[0].cached is False and records[0].bleu == 100.0
+    assert [r.trial for r in records] == [0, 1] and records[0].cached is False and records[0].bleu == pytest.approx(100.0)
     assert records[1].passed and records[1].graph_format == "qdq" and records[1].int8_matmuls == 33
     assert len(scope["hook"].ops_replaced()) == 33
 
@@ -191,4 +191,5 @@ def test_the_inc_engine_falls_back_by_sensitivity_and_keeps_itex_on_every_trial(
     fp32_counts = [len(t.fp32_ops) for t in r.trials]
     assert fp32_counts[0] == 0 and fp32_counts == sorted(fp32_counts) and len(set(fp32_counts)) == 3
     assert r.trials[1].fp32_units == [r.sensitivity[0].unit]
-    assert r.closest_trial is not None and r.closest_trial.tuning_bleu == max(t.bleu for t in r.trials)
+    assert r.closest_trial is not None
+    assert r.closest_trial.tuning_bleu == pytest.approx(max(t.bleu for t in r.trials), abs=0.005)
