@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the measured table in docs/results.md (about 20 minutes on a 2-core machine):
-# naive min/max, each KL mode (one trial each, no fallback), the tuned default recipe on both backends.
+# Reproduces the measured table in docs/results.md (about 40 minutes on a 2-core machine):
+# naive min/max, each KL mode (one trial each, no fallback), the tuned default recipe on both backends and
+# with both tuning engines (own tuner; INC's autotune with the plug-ins), and the fallback at work (both engines).
 # Each run writes out/table/<name>/report.json; scripts/results_table.py turns them into the table.
 set -u
 cd "$(dirname "$0")/.."
@@ -21,8 +22,10 @@ run naive_minmax recipes/reference_naive_minmax.yaml
 for mode in symmetric independent conjugate; do
   run "kl_$mode" recipes/reference_kl.yaml calibration.kl_mode=$mode tuning.fallback=none tuning.max_trials=1
 done
-run tuned_kl_itex recipes/reference_kl.yaml
-run tuned_kl_default recipes/reference_kl.yaml backend=default
-# the fallback at work on the real model: a criterion the all-INT8 trial misses
-run tuned_kl_strict recipes/reference_kl.yaml tuning.criterion.max_drop=0.1
+for engine in own inc; do
+  run "tuned_kl_itex_$engine" recipes/reference_kl.yaml tuning.engine=$engine
+  run "tuned_kl_default_$engine" recipes/reference_kl.yaml backend=default tuning.engine=$engine
+  # the fallback at work on the real model: a criterion the all-INT8 trial misses
+  run "tuned_kl_strict_$engine" recipes/reference_kl.yaml tuning.criterion.max_drop=0.1 tuning.engine=$engine
+done
 $BIN/python scripts/results_table.py "$OUT"
