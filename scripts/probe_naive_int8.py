@@ -19,8 +19,8 @@ from inc_transformer_mt.data.batching import pad_batch
 from inc_transformer_mt.data.corpus import multi30k_split, read_parallel
 from inc_transformer_mt.inference.translate import Translator
 from inc_transformer_mt.metrics.bleu import score
-from inc_transformer_mt.model.graph import resolve_model
 from inc_transformer_mt.model.analysis import op_census
+from inc_transformer_mt.model.graph import resolve_model
 
 ref = resolve_model("inc_transformer_mt/reference")
 fp32 = Translator(ref)

@@ -65,9 +65,9 @@ def test_an_untested_inc_version_is_refused_with_a_clear_error():
 def test_the_kl_hook_fails_loudly_when_inc_never_calls_it():
     from inc_transformer_mt.inc import kl_ranges
 
-    with pytest.raises(RuntimeFailure, match="never called the calibration hook"):
-        with kl_ranges({"mm": (-1.0, 1.0)}, expect=["mm"]):
-            pass  # no quantization ran
+    with pytest.raises(RuntimeFailure, match="never called the calibration hook"), \
+            kl_ranges({"mm": (-1.0, 1.0)}, expect=["mm"]):
+        pass  # no quantization ran
 
 
 @pytest.mark.unit
@@ -132,7 +132,7 @@ def test_the_fallback_config_set_keeps_one_more_unit_fp32_per_config():
 
 # ------------------------------------------------------------------------------- plain INC code (docs)
 def _doc_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "inc.md").read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "inc.md").read_text(), flags=re.DOTALL)
 
 
 @pytest.mark.slow

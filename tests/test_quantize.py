@@ -120,7 +120,7 @@ def test_kl_ranges_are_the_ones_frozen_and_loop_matmuls_are_int8(tiny_graph, cal
     from inc_transformer_mt.model.analysis import op_census, op_precision_census
 
     census = op_precision_census(q)
-    total = lambda c: c["outside_loop"] + c["inside_loop"]  # noqa: E731
+    total = lambda c: c["outside_loop"] + c["inside_loop"]
     assert (total(census["MatMul"]["int8"]), total(census["MatMul"]["fp32"])) == (len(prec) - 1, 1)
     assert census["MatMul"]["fp32"]["inside_loop"] == 1  # the one kept FP32 is in the loop
     fp32_ops = op_census(tiny_graph).to_dict()["ops"]

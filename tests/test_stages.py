@@ -7,8 +7,8 @@ import json
 import pytest
 
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.recipe.schema import Recipe
 from inc_transformer_mt.quant.plan import resolve_plan
+from inc_transformer_mt.recipe.schema import Recipe
 from inc_transformer_mt.tuning.stages import _read_cached_hyps
 
 pytestmark = pytest.mark.unit
@@ -83,8 +83,8 @@ quantization:
     inputs = SimpleNamespace(recipe_path=path, recipe=load_recipe(path))
     with pytest.raises(UserError, match=rf"^{path}:9: quantization\.rules\[2\]"):
         plan_quantization(inputs, gd)
-    inputs.recipe = load_recipe(path, ["quantization.rules=[{op_type: MatMul, dtype: int8}, "
-                                       "{op_type: LayerNorm, dtype: fp32}]"])
+    inputs.recipe = load_recipe(path, [("quantization.rules=[{op_type: MatMul, dtype: int8}, "
+                                        "{op_type: LayerNorm, dtype: fp32}]")])
     plan = plan_quantization(inputs, gd, ["quantization.rules=..."])
     assert plan.by_type()["LayerNorm"] == {"fp32": 12}  # 2 encoder layers x 2 + 2 decoder x 3 + 2 final norms
     assert len(plan.candidates) == 33

@@ -19,11 +19,11 @@ from inc_transformer_mt.errors import UserError
 __all__ = [
     "CENSUS_OPS",
     "Census",
+    "compute_ops",
     "const_shape",
     "consumers",
     "graph_format",
     "input_op",
-    "compute_ops",
     "int8_matmul_count",
     "layer_norm_scopes",
     "loop_nodes",

@@ -280,8 +280,8 @@ def _plan_rows(p: PlanInfo) -> list[str]:
 def _census_rows(i8: Int8Info) -> list[str]:
     lines = [(f"INT8 MatMuls: {i8.matmuls_int8} of {i8.matmuls_total} ({i8.matmul_flops_int8_share:.1%} of MatMul "
               f"FLOPs); KL/min-max ranges frozen: {i8.ranges_replaced}; loop Enter fixes: {i8.enter_fixes}"), "",
-             "Precision of every op type, measured on the final graph (after the passes: hoisted ops count outside "
-             "the loop):", "",
+             ("Precision of every op type, measured on the final graph (after the passes: hoisted ops count outside "
+              "the loop):"), "",
              "| op type | INT8 outside loop | INT8 inside loop | FP32 outside loop | FP32 inside loop |",
              "|---|---|---|---|---|"]
     for op, c in i8.precision_census.items():

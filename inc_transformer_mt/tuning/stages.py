@@ -22,6 +22,7 @@ from inc_transformer_mt.env import library_versions, machine_info
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.metrics.criterion import Criterion
 from inc_transformer_mt.model.graph import ResolvedModel
+from inc_transformer_mt.quant.plan import QuantPlan
 from inc_transformer_mt.recipe import Recipe, load_recipe, resolve_paths
 from inc_transformer_mt.recipe.schema import SplitSpec
 from inc_transformer_mt.report.tune_report import (
@@ -39,7 +40,6 @@ from inc_transformer_mt.report.tune_report import (
     TrialRecord,
     TuneReport,
 )
-from inc_transformer_mt.quant.plan import QuantPlan
 from inc_transformer_mt.tuning.tuner import TuneOutcome
 
 __all__ = [
@@ -207,17 +207,15 @@ def _matmul_flops(graph_def, stats) -> dict[str, float]:
 
 def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
     """Stage 4: activation statistics over the calibration sentences (every decode step) and their ranges."""
-    from inc_transformer_mt.data.batching import pad_batch
     from inc_transformer_mt.quant.calibrate import collect_stats
     from inc_transformer_mt.quant.inc_bridge import requant_targets
+    from inc_transformer_mt.quant.inc_hooks import CalibrationLoader
     from inc_transformer_mt.quant.kl import kl_range
 
     t = time.perf_counter()
     cal = inputs.recipe.calibration
     ids = fp32.encode(inputs.calibration.source, "calibration source")
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    batches = [pad_batch([ids[i] for i in order[k:k + cal.batch_size]], inputs.model.meta.pad_id)
-               for k in range(0, len(order), cal.batch_size)]
+    batches = CalibrationLoader.length_sorted(ids, cal.batch_size, inputs.model.meta.pad_id).batches
     gd = fp32.graph_def
     stats = collect_stats(gd, fp32.input_name, fp32.output_name, batches, bins=cal.bins)
     tensor_range = {t_: kl_range(s, cal.kl_mode) if cal.method == "kl" else (s.minimum, s.maximum)
@@ -239,8 +237,8 @@ def plan_quantization(inputs: TuneInputs, graph_def, overrides: Sequence[str] = 
     (:mod:`inc_transformer_mt.quant.plan`); a rule that matches nothing is an error naming it and its line."""
     from inc_transformer_mt.model.analysis import compute_ops
     from inc_transformer_mt.quant.calibrate import matmul_inputs
-    from inc_transformer_mt.recipe.loader import key_lines
     from inc_transformer_mt.quant.plan import resolve_plan
+    from inc_transformer_mt.recipe.loader import key_lines
 
     rules_overridden = any(o.split("=", 1)[0].strip().startswith("quantization") for o in overrides)
     lines = {} if rules_overridden else key_lines(inputs.recipe_path)
