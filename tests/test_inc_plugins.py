@@ -191,5 +191,9 @@ def test_the_inc_engine_falls_back_by_sensitivity_and_keeps_itex_on_every_trial(
     fp32_counts = [len(t.fp32_ops) for t in r.trials]
     assert fp32_counts[0] == 0 and fp32_counts == sorted(fp32_counts) and len(set(fp32_counts)) == 3
     assert r.trials[1].fp32_units == [r.sensitivity[0].unit]
+    # each trial's published INT8 FLOPs share is the FLOPs of its INT8 MatMuls over all MatMul FLOPs
+    flops = r.calibration.matmul_flops
+    for t in r.trials:
+        assert t.int8_flops_share == pytest.approx(1 - sum(flops[mm] for mm in t.fp32_ops) / sum(flops.values()))
     assert r.closest_trial is not None
     assert r.closest_trial.tuning_bleu == pytest.approx(max(t.bleu for t in r.trials), abs=0.005)

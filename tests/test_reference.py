@@ -116,5 +116,11 @@ def test_demo_tunes_the_reference_model_and_reports(tmp_path, capsys, monkeypatc
     assert i8["matmul_census"]["int8"] == {"outside_loop": 24, "inside_loop": 25}
     assert i8["precision_census"]["Softmax"]["int8"] == {"outside_loop": 0, "inside_loop": 0}
     assert report["plan"]["engine"] == "own" and report["plan"]["planned"]["MatMul"] == {"int8": 49}
+    # the published FLOPs: the tied logits MatMul reads the same rows as the decoder's first query projection
+    # every step, and is vocabulary-wide (8000) where the projection is d_model-wide (256)
+    flops = report["calibration"]["matmul_flops"]
+    assert flops["transformer/while/logits/MatMul"] / flops["transformer/while/layer_0/self_attention/MatMul"] \
+        == pytest.approx(8000 / 256)
+    assert i8["matmul_flops_int8_share"] == 1.0
     assert report["heldout"]["sentences"] == 16
     assert (out / "model.pb.gz").is_file() and (out / "recipe.resolved.yaml").is_file()

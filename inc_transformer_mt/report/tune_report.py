@@ -101,6 +101,9 @@ class CalibrationInfo(_Strict):
     batches: int
     tensors: int
     ranges: dict[str, RangeInfo]
+    matmul_flops: dict[str, float] | None = Field(
+        None, description="MatMul -> FLOPs over the calibration run (2 x input elements x output width); the "
+        "weights of the INT8 FLOPs share")
 
 
 class LoopCount(_Strict):

@@ -425,7 +425,8 @@ def _calibration_info(recipe: Recipe, cal: Calibration) -> CalibrationInfo:
         ranges[t_] = {"observed": [round(lo, 5), round(hi, 5)], "chosen": [round(r[0], 5), round(r[1], 5)],
                       "kept_fraction": round((r[1] - r[0]) / (hi - lo), 4) if hi > lo else 1.0}
     return CalibrationInfo(method=c.method, kl_mode=c.kl_mode if c.method == "kl" else None, bins=c.bins,
-                           sentences=stats.sentences, batches=stats.batches, tensors=len(stats.stats), ranges=ranges)
+                           sentences=stats.sentences, batches=stats.batches, tensors=len(stats.stats), ranges=ranges,
+                           matmul_flops={mm: float(f) for mm, f in sorted(cal.flops.items())})
 
 
 def plan_info(plan: QuantPlan, engine: str = "own") -> PlanInfo:
