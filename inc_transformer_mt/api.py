@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inc_transformer_mt.bench.benchmark import BenchmarkReport, Grid
     from inc_transformer_mt.model.graph import ResolvedModel
     from inc_transformer_mt.regression.check import RegressResult
+    from inc_transformer_mt.quant.plan import QuantPlan
     from inc_transformer_mt.tuning.pipeline import TuneResult
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate",
     "open_translator",
     "optimized_model",
+    "plan",
     "regress",
     "translate",
     "tune",
@@ -201,6 +203,20 @@ def tune(recipe: str | Path, overrides: Sequence[str] = (), *, log: Log = print)
     from inc_transformer_mt.tuning.pipeline import run_tune
 
     return run_tune(recipe, list(overrides), log=log)
+
+
+def plan(recipe: str | Path, overrides: Sequence[str] = ()) -> QuantPlan:
+    """The recipe's quantization rules resolved against its model's graph, as ``tune`` resolves them first:
+    what each rule matches, and the planned dtype of every op. Runs nothing; UserError for a rule that
+    matches no op (naming the rule and its line)."""
+    from inc_transformer_mt.model.graph import load_graph_def, resolve_model
+    from inc_transformer_mt.tuning.stages import load_recipe_file, plan_quantization
+
+    recipe_path = Path(recipe)
+    r = load_recipe_file(recipe_path, overrides)
+    m = resolve_model(r.model.path, input_tensor=r.model.input_tensor,
+                      output_tensor=r.model.output_tensor, tokenizer=r.model.tokenizer)
+    return plan_quantization(recipe_path, r, load_graph_def(m.graph_path), overrides)
 
 
 def translate(sentences: Sequence[str], *, model: ModelOptions = ModelOptions(), run: RunOptions = RunOptions(),

@@ -192,6 +192,10 @@ def test_tune_bad_inputs_give_one_error_line_and_write_nothing(tmp_path, tiny_mo
     cases = [
         (base.format(model=tmp_path / "missing", start=0, size=10), "model"),
         (base.format(model=tiny_model_dir, start=1000, size=100), "data.tuning: start 1000 + size 100 is past the end"),
+        # a rule that selects nothing in this model: stopped before any work, naming the rule and its line
+        (base.format(model=tiny_model_dir, start=0, size=10) + "quantization:\n  rules:\n"
+         "    - {op_type: MatMul, dtype: int8}\n    - {op_name: '^transformer/while/layer_9/.*$', dtype: fp32}\n",
+         "r.yaml:9: quantization.rules[1] (op_name: '^transformer/while/layer_9/.*$' -> fp32) matches no op"),
     ]
     for body, expected in cases:
         code = main(["tune", str(_recipe(tmp_path, body))])
@@ -224,3 +228,19 @@ def test_evaluate_on_empty_files_is_bad_input(tiny_model_dir, tmp_path, capsys):
                  "--reference", str(tmp_path / "r.de")])
     err = capsys.readouterr().err
     assert code == 2 and "no sentences" in err and err.count("\n") == 1
+
+
+@pytest.mark.tf
+def test_recipe_plan_shows_what_each_rule_selects(tmp_path, tiny_model_dir, capsys):
+    body = (f"model: {{path: {tiny_model_dir}}}\ndata:\n  calibration: {{split: val, start: 900, size: 8}}\n"
+            "  tuning: {split: val, start: 0, size: 10}\nquantization:\n  rules:\n"
+            "    - {op_type: MatMul, dtype: int8}\n"
+            "    - {op_name: '^transformer/while/layer_1/.*$', dtype: fp32}\n")
+    code, out, _ = run(["recipe", "plan", _recipe(tmp_path, body)], capsys)
+    assert code == 0
+    assert "rule 0 (line 7): op_type: MatMul -> int8: matches 33 MatMul" in out
+    # layer 1 of the decoder: 10 MatMuls (self 4, cross 4, FFN 2), 2 Softmax, 2 attention BatchMatMulV2 each,
+    # 3 LayerNorms; the GatherNd of its K/V cache live in the loop body, not in the layer scope
+    assert "rule 1 (line 8): op_name: '^transformer/while/layer_1/.*$' -> fp32: matches 4 BatchMatMulV2, " \
+           "3 LayerNorm, 10 MatMul, 2 Softmax" in out
+    assert "MatMul: 10 fp32, 23 int8" in out

@@ -62,8 +62,6 @@ def test_only_calibrated_matmuls_can_be_quantized():
 
 def test_the_tune_stage_names_the_recipe_line(tmp_path, tiny_model_dir):
     """End to end through the recipe file: the plan is resolved on the real graph, before any work."""
-    from types import SimpleNamespace
-
     from inc_transformer_mt.model.graph import load_graph_def, resolve_model
     from inc_transformer_mt.recipe import load_recipe
     from inc_transformer_mt.tuning.stages import plan_quantization
@@ -80,12 +78,11 @@ quantization:
     - {{op_name: '^transformer/while/layer_7/.*$', dtype: fp32}}
 """)
     gd = load_graph_def(resolve_model(str(tiny_model_dir)).graph_path)
-    inputs = SimpleNamespace(recipe_path=path, recipe=load_recipe(path))
     with pytest.raises(UserError, match=rf"^{path}:9: quantization\.rules\[2\]"):
-        plan_quantization(inputs, gd)
-    inputs.recipe = load_recipe(path, [("quantization.rules=[{op_type: MatMul, dtype: int8}, "
+        plan_quantization(path, load_recipe(path), gd)
+    recipe = load_recipe(path, [("quantization.rules=[{op_type: MatMul, dtype: int8}, "
                                         "{op_type: LayerNorm, dtype: fp32}]")])
-    plan = plan_quantization(inputs, gd, ["quantization.rules=..."])
+    plan = plan_quantization(path, recipe, gd, ["quantization.rules=..."])
     assert plan.by_type()["LayerNorm"] == {"fp32": 12}  # 2 encoder layers x 2 + 2 decoder x 3 + 2 final norms
     assert len(plan.candidates) == 33
 

@@ -53,7 +53,7 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
     clock = _Walls()
     inputs = stages.load_inputs(recipe_path, recipe)
     with Translator(inputs.model) as fp32:
-        plan = stages.plan_quantization(inputs, fp32.graph_def, overrides)
+        plan = stages.plan_quantization(recipe_path, recipe, fp32.graph_def, overrides)
         baseline = clock("fp32_baseline_s", stages.fp32_baseline, inputs, fp32, log)
         cal = clock("calibration_s", stages.calibrate, inputs, fp32, log)
         found = clock("tuning_s", _search(recipe.tuning.engine), inputs, fp32, baseline, cal, plan, log)

@@ -232,7 +232,7 @@ def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
 
 
 # ------------------------------------------------------------------------------------ quantization plan
-def plan_quantization(inputs: TuneInputs, graph_def, overrides: Sequence[str] = ()) -> QuantPlan:
+def plan_quantization(recipe_path: Path, recipe: Recipe, graph_def, overrides: Sequence[str] = ()) -> QuantPlan:
     """Stage 2 (before any work): the recipe's op-wise rules resolved against the FP32 graph
     (:mod:`inc_transformer_mt.quant.plan`); a rule that matches nothing is an error naming it and its line."""
     from inc_transformer_mt.model.analysis import compute_ops
@@ -241,11 +241,11 @@ def plan_quantization(inputs: TuneInputs, graph_def, overrides: Sequence[str] = 
     from inc_transformer_mt.recipe.loader import key_lines
 
     rules_overridden = any(o.split("=", 1)[0].strip().startswith("quantization") for o in overrides)
-    lines = {} if rules_overridden else key_lines(inputs.recipe_path)
+    lines = {} if rules_overridden else key_lines(recipe_path)
     rule_lines = {k[2]: v for k, v in lines.items() if len(k) == 3 and k[:2] == ("quantization", "rules")}
-    return resolve_plan(inputs.recipe.quantization.rules, compute_ops(graph_def),
-                        matmuls=sorted(matmul_inputs(graph_def)), rule_lines=rule_lines,
-                        source=str(inputs.recipe_path))
+    return resolve_plan(recipe.quantization.rules, compute_ops(graph_def), matmuls=sorted(matmul_inputs(graph_def)),
+                        rule_lines=rule_lines, source=f"{recipe_path} (rules from --set)" if rules_overridden
+                        else str(recipe_path))
 
 
 # ---------------------------------------------------------------------------------------------- search
