@@ -25,8 +25,8 @@ from inc_transformer_mt.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     from inc_transformer_mt.bench.benchmark import BenchmarkReport, Grid
     from inc_transformer_mt.model.graph import ResolvedModel
-    from inc_transformer_mt.regression.check import RegressResult
     from inc_transformer_mt.quant.plan import QuantPlan
+    from inc_transformer_mt.regression.check import RegressResult
     from inc_transformer_mt.tuning.pipeline import TuneResult
 
 __all__ = [

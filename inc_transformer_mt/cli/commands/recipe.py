@@ -18,8 +18,8 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
     for name, text in (("validate", "check a recipe (exit 0 valid, 2 invalid, naming key and line)"),
                        ("show", "print the recipe with defaults filled in and paths resolved"),
-                       ("plan", "resolve the quantization rules against the model's graph: what each rule "
-                                "matches and the planned dtype per op type (exit 2 for a rule matching nothing)")):
+                       ("plan", ("resolve the quantization rules against the model's graph: what each rule "
+                                 "matches and the planned dtype per op type (exit 2 for a rule matching nothing)"))):
         r = sub.add_parser(name, help=text)
         r.add_argument("recipe", help="recipe YAML file")
         add_set_option(r)
