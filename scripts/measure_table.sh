@@ -25,7 +25,8 @@ done
 for engine in own inc; do
   run "tuned_kl_itex_$engine" recipes/reference_kl.yaml tuning.engine=$engine
   run "tuned_kl_default_$engine" recipes/reference_kl.yaml backend=default tuning.engine=$engine
-  # the fallback at work on the real model: a criterion the all-INT8 trial misses
-  run "tuned_kl_strict_$engine" recipes/reference_kl.yaml tuning.criterion.max_drop=0.1 tuning.engine=$engine
+  # the fallback at work on the real model: a criterion the all-INT8 trial misses (0.05 on an AVX2 EPYC,
+  # 0.23 on an AMX Xeon: 0.1 was enough there)
+  run "tuned_kl_strict_$engine" recipes/reference_kl.yaml tuning.criterion.max_drop=0.02 tuning.engine=$engine
 done
 $BIN/python scripts/results_table.py "$OUT"

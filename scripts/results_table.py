@@ -15,8 +15,8 @@ ROWS = [
     ("tuned_kl_itex_inc", "tuned (default recipe), ITEX backend"),
     ("tuned_kl_default_own", "tuned (default recipe), default (oneDNN) backend"),
     ("tuned_kl_default_inc", "tuned (default recipe), default (oneDNN) backend"),
-    ("tuned_kl_strict_own", "tuned, default recipe with max_drop 0.1 (fallback at work), ITEX"),
-    ("tuned_kl_strict_inc", "tuned, default recipe with max_drop 0.1 (fallback at work), ITEX"),
+    ("tuned_kl_strict_own", "tuned, default recipe with max_drop 0.02 (fallback at work), ITEX"),
+    ("tuned_kl_strict_inc", "tuned, default recipe with max_drop 0.02 (fallback at work), ITEX"),
 ]
 
 
