@@ -165,7 +165,7 @@ def test_the_inc_engine_reaches_a_passing_model_like_the_own_engine(tuned_tiny_r
     recipe = Path(tuned_tiny_result.report.recipe)
     own = tuned_tiny_result.report
     result = mt.tune(recipe, [f"outputs.dir={tmp_path / 'inc'}", "tuning.engine=inc", "calibration.method=kl",
-                              "calibration.bins=256"], log=lambda s: None)
+                              "calibration.bins=256", "passes=[]", "data.heldout="], log=lambda s: None)
     assert result.passed and own.passed
     r = result.report
     assert r.plan is not None and r.plan.engine == "inc" and own.plan.engine == "own"
@@ -184,7 +184,8 @@ def test_the_inc_engine_falls_back_by_sensitivity_and_keeps_itex_on_every_trial(
     recipe = Path(tuned_tiny_result.report.recipe)
     result = mt.tune(recipe, [f"outputs.dir={tmp_path / 'inc'}", "tuning.engine=inc", "tuning.fallback=sensitivity",
                               "tuning.max_trials=3", "tuning.sensitivity_sentences=8",
-                              "tuning.criterion={type: absolute, max_drop: 0.01}"], log=lambda s: None)
+                              "tuning.criterion={type: absolute, max_drop: 0.01}", "data.heldout="],
+                     log=lambda s: None)
     r = result.report
     assert not result.passed and r.sensitivity
     assert [t.note for t in r.trials] == ["inc autotune, qdq"] * 3
