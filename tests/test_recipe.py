@@ -90,3 +90,16 @@ def test_recipe_validate_cli_exit_codes_and_no_tensorflow():
     bad = subprocess.run([sys.executable, "-c", code, "recipe", "validate", str(BAD[0])], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_the_annotated_recipe_in_recipes_readme_is_valid(tmp_path):
+    """The documented example names every key: it must stay a valid recipe as the schema changes."""
+    import re
+
+    from inc_transformer_mt.recipe import load_recipe
+
+    text = (Path(__file__).resolve().parent.parent / "recipes" / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    (tmp_path / "r.yaml").write_text(block)
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert recipe.tuning.engine == "own" and recipe.passes[0] == "dedupe_quantize"
