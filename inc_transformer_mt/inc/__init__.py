@@ -5,7 +5,8 @@
 - :func:`kl_ranges`: the KL calibration as a verified hook (context manager taking the ranges);
 - :func:`keep_backend`: the backend kept for every trial;
 - :func:`fallback_config_set`: the measured-sensitivity fallback as INC configs;
-- :class:`CalibrationLoader`: length-sorted calibration batches;
+- :class:`CalibrationLoader`: length-sorted calibration batches; :func:`inc_model`: INC's model wrapper with
+  the tensor names set; :func:`quiet_inc`: INC's per-quantization log tables silenced;
 - :func:`prepare_model` / :func:`finalize_model`: the default backend's exact rewrites around INC.
 
 docs/inc.md shows them used from plain INC code.
@@ -19,9 +20,11 @@ from inc_transformer_mt.quant.inc_hooks import (
     CalibrationLoader,
     RangeHook,
     check_inc_version,
+    inc_model,
     keep_backend,
     kl_ranges,
     quant_config,
+    quiet_inc,
 )
 
 __all__ = [
@@ -36,8 +39,10 @@ __all__ = [
     "fallback_config_set",
     "fallback_steps",
     "finalize_model",
+    "inc_model",
     "keep_backend",
     "kl_ranges",
     "prepare_model",
     "quant_config",
+    "quiet_inc",
 ]

@@ -65,7 +65,7 @@ class BleuEval:
         source, reference: the tuning sentences.
         criterion: absolute or relative allowed BLEU drop.
         fp32_bleu: the FP32 BLEU if already known (the FP32 call then translates nothing).
-        postprocess: applied to a copy of each quantized graph before it is run (e.g. the default backend's
+        postprocess: applied in place to a copy of each quantized graph before it is run (e.g. the default backend's
             loop-Enter fix); the evaluated graph is kept as :attr:`last_graph`.
         flops: MatMul -> FLOPs, to record each trial's INT8 share of MatMul FLOPs.
         time_budget_s: after a failing trial, :class:`TuningStopped` is raised when the time used plus the
@@ -87,7 +87,8 @@ class BleuEval:
         self.records: list[EvalRecord] = []
         self.last_graph = None  # the last quantized graph evaluated (as run: after ``postprocess``)
         self.closest_graph = None  # the quantized graph with the highest BLEU so far
-        self.start = clock()
+        self._closest_bleu = float("-inf")
+        self.start = self._last_end = clock()
 
     @property
     def tolerable_loss(self) -> float:
@@ -110,21 +111,27 @@ class BleuEval:
                                 source_name="tuning source", progress=False)
         return bleu_score(hyps, self.reference).score
 
+    def as_run(self, graph_def):
+        """The graph as this eval function runs it: a quantized graph is copied and ``postprocess``-ed."""
+        from inc_transformer_mt.model.analysis import graph_format
+
+        if self.postprocess is None or graph_format(graph_def) == "fp32":
+            return graph_def
+        gd = copy.deepcopy(graph_def)
+        self.postprocess(gd)
+        return gd
+
     def __call__(self, model) -> float:
         from inc_transformer_mt.model.analysis import graph_format, int8_matmul_count, matmul_precision
 
         started = self.clock()
-        gd = _graph_def_of(model)
+        gd = self.as_run(_graph_def_of(model))
         fmt = graph_format(gd)
-        trial = sum(r.trial > 0 for r in self.records) + (fmt != "fp32")
+        trial = 0 if fmt == "fp32" else 1 + sum(r.trial > 0 for r in self.records)
         cached = fmt == "fp32" and self.fp32_bleu is not None
-        if fmt != "fp32" and self.postprocess is not None:
-            gd = copy.deepcopy(gd)
-            gd = self.postprocess(gd) or gd
         bleu = float(self.fp32_bleu) if cached else self.bleu(gd)
-        if fmt == "fp32":
-            self.fp32_bleu = bleu if self.fp32_bleu is None else self.fp32_bleu
-            trial = 0
+        if self.fp32_bleu is None:
+            self.fp32_bleu = bleu
         n8, total = int8_matmul_count(gd)
         share = None
         if self.flops and fmt != "fp32":
@@ -132,27 +139,27 @@ class BleuEval:
             share = sum(f for mm, f in self.flops.items() if prec[mm] == "int8") / (sum(self.flops.values()) or 1.0)
         drop = float(self.fp32_bleu) - bleu
         passed = self.criterion.passes(float(self.fp32_bleu), bleu)
+        ended = self.clock()
         record = EvalRecord(trial=trial, bleu=bleu, drop=drop, passed=passed, returned=self.score_of(bleu),
                             graph_format=fmt, int8_matmuls=n8, matmuls=total, int8_flops_share=share,
-                            started=started - self.start, seconds=self.clock() - started, cached=cached)
+                            started=started - self.start, seconds=ended - started, cached=cached)
         self.records.append(record)
         if trial > 0:
-            best = max((r.bleu for r in self.records[:-1] if r.trial > 0), default=None)
-            if best is None or bleu > best:
-                self.closest_graph = gd
+            if bleu > self._closest_bleu:
+                self.closest_graph, self._closest_bleu = gd, bleu
             self.last_graph = gd
             self.log(f"INC trial {trial}: {n8}/{total} MatMuls INT8, BLEU {bleu:.2f} (drop {drop:+.2f}) "
                      f"{'PASS' if passed else 'fail'}")
-            self._check_budget(passed)
+            trial_s, self._last_end = ended - self._last_end, ended  # quantize + evaluate, as INC ran them
+            if not passed:
+                self._check_budget(trial_s)
         return record.returned
 
-    def _check_budget(self, passed: bool) -> None:
-        if passed or self.time_budget_s is None:
+    def _check_budget(self, trial_s: float) -> None:
+        """TuningStopped when the time used plus one more trial like the last would pass the budget."""
+        if self.time_budget_s is None:
             return
-        trials = [r for r in self.records if r.trial > 0]
-        last = trials[-1].started + trials[-1].seconds - (trials[-2].started + trials[-2].seconds
-                                                           if len(trials) > 1 else trials[-1].started)
         used = self.clock() - self.start
-        if used + last > self.time_budget_s:
+        if used + trial_s > self.time_budget_s:
             raise TuningStopped(f"time budget: {used:.0f} s used of {self.time_budget_s:.0f} s, "
-                                f"a trial takes about {last:.0f} s")
+                                f"a trial takes about {trial_s:.0f} s")

@@ -41,6 +41,13 @@ CENSUS_OPS = ("MatMul", "BatchMatMulV2", "GatherNd", "Softmax")
 _QUANT_OPS = re.compile(r"Quantize|Dequantize|Quantized|Requantize")
 _LAYER_NORM_SCOPE = re.compile(r"^(.*?(?:^|/)layer_norm\w*)(?:/|$)")
 _LAYER_NORM_OPS = {"LayerNorm", "_MklLayerNorm", "_ITEXLayerNorm", "ITEXLayerNorm"}
+_BATCH_MATMULS = ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
+def _composite_layer_norm(node) -> str | None:
+    """The ``.../layer_norm*`` scope a computing node of a composite (mean/variance/rsqrt) LayerNorm belongs to."""
+    m = _LAYER_NORM_SCOPE.match(node.name)
+    return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
 
 
 # ------------------------------------------------------------------------------------------- edges
@@ -144,9 +151,8 @@ def op_census(graph_def) -> Census:
         if node.op in CENSUS_OPS or _QUANT_OPS.search(node.op) or node.op in _LAYER_NORM_OPS:
             where["LayerNorm" if node.op in _LAYER_NORM_OPS else node.op] += 1
             continue
-        m = _LAYER_NORM_SCOPE.match(node.name)
-        if m and node.op not in ("Const", "Enter", "Identity"):
-            scope = m.group(1)
+        scope = _composite_layer_norm(node)
+        if scope is not None:
             ln_scopes[scope] = ln_scopes.get(scope, False) or node.name in inside_names
     for in_loop in ln_scopes.values():
         (census.inside if in_loop else census.outside)["LayerNorm"] += 1
@@ -198,7 +204,7 @@ def int8_matmul_count(graph_def) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------- FLOPs
-_MATMUL_TYPES = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+_MATMUL_TYPES = ("MatMul", *_BATCH_MATMULS)
 
 
 def matmul_output_width(by_name: Mapping[str, Any], node) -> int:
@@ -244,14 +250,8 @@ def layer_norm_scopes(graph_def) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
     for node in graph_def.node:
-        if node.op in _LAYER_NORM_OPS:
-            name = node.name
-        else:
-            m = _LAYER_NORM_SCOPE.match(node.name)
-            if not m or node.op in ("Const", "Enter", "Identity"):
-                continue
-            name = m.group(1)
-        if name not in seen:
+        name = node.name if node.op in _LAYER_NORM_OPS else _composite_layer_norm(node)
+        if name is not None and name not in seen:
             seen.add(name)
             out.append(name)
     return out
@@ -267,7 +267,7 @@ def compute_ops(graph_def) -> dict[str, str]:
             w = source_node(by_name, node.input[1])
             if w is not None and w.op == "Const":
                 out[node.name] = "MatMul"
-        elif node.op in ("BatchMatMulV2", "BatchMatMul", "BatchMatMulV3"):
+        elif node.op in _BATCH_MATMULS:
             out[node.name] = "BatchMatMulV2"
         elif node.op in ("Softmax", "GatherNd"):
             out[node.name] = node.op
@@ -287,7 +287,7 @@ def _op_is_int8(by_name: Mapping[str, Any], node) -> bool:
     if node.op == "GatherNd":
         return node.attr["Tparams"].type in _EIGHT_BIT
     data = [i for i in node.input if not i.startswith("^")]
-    if node.op in ("MatMul", "BatchMatMulV2", "BatchMatMul", "BatchMatMulV3"):
+    if node.op in _MATMUL_TYPES:
         return len(data) >= 2 and _reads_dequantized(by_name, node)
     srcs = [source_node(by_name, i) for i in data[:1]]
     return bool(srcs) and all(s is not None and s.op == "Dequantize" for s in srcs)
@@ -318,17 +318,14 @@ def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
             w = source_node(by_name, node.input[1])
             if w is not None and w.op in ("Const", "Dequantize"):
                 add("MatMul", node, _op_is_int8(by_name, node))
-        elif node.op in ("BatchMatMulV2", "BatchMatMul", "BatchMatMulV3") or (
-                node.op.startswith("Quantized") and "BatchMatMul" in node.op):
+        elif node.op in _BATCH_MATMULS or (node.op.startswith("Quantized") and "BatchMatMul" in node.op):
             add("BatchMatMulV2", node, _op_is_int8(by_name, node))
         elif node.op == "Softmax" or (node.op == "GatherNd" and node.attr["Tparams"].type in _EIGHT_BIT | _FLOATS):
             add(node.op, node, _op_is_int8(by_name, node))
         elif node.op in _LAYER_NORM_OPS:
             add("LayerNorm", node, False)
-        else:
-            m = _LAYER_NORM_SCOPE.match(node.name)
-            if m and node.op not in ("Const", "Enter", "Identity") and m.group(1) not in ln_first:
-                ln_first[m.group(1)] = node
+        elif (scope := _composite_layer_norm(node)) is not None:
+            ln_first.setdefault(scope, node)
     for node in ln_first.values():
         add("LayerNorm", node, _op_is_int8(by_name, node))
     return out

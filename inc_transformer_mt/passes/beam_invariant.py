@@ -24,6 +24,7 @@ import copy
 import numpy as np
 
 from inc_transformer_mt.model.analysis import input_op, source_node
+from inc_transformer_mt.model.rewrite import unique_name
 from inc_transformer_mt.passes.graph_edit import (
     GraphIndex,
     LoopVar,
@@ -33,7 +34,6 @@ from inc_transformer_mt.passes.graph_edit import (
     rewire,
     sinks,
     tensor_types,
-    unique_name,
 )
 
 __all__ = ["beam_invariant_state"]

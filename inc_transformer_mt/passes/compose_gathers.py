@@ -18,13 +18,13 @@ from __future__ import annotations
 import copy
 
 from inc_transformer_mt.model.analysis import input_op
+from inc_transformer_mt.model.rewrite import unique_name
 from inc_transformer_mt.passes.graph_edit import (
     GraphIndex,
     PassReport,
     prune_unreachable,
     sinks,
     tensor_types,
-    unique_name,
 )
 
 __all__ = ["compose_beam_gathers"]

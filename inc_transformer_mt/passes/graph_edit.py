@@ -210,13 +210,6 @@ def prune_unreachable(graph_def, keep: Iterable[str]) -> int:
     return dead
 
 
-def unique_name(taken: dict[str, Any] | set[str], base: str) -> str:
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    return name
-
-
 def tensor_types(graph_def) -> dict[str, list[Any]]:
     """op -> [(dtype, static shape) per output], from TensorFlow's own graph import and shape inference.
 

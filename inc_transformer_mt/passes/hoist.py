@@ -21,6 +21,7 @@ import copy
 from collections import Counter
 
 from inc_transformer_mt.model.analysis import input_op
+from inc_transformer_mt.model.rewrite import unique_name
 from inc_transformer_mt.passes.graph_edit import (
     CONTROL_FLOW_OPS,
     GraphIndex,
@@ -31,7 +32,6 @@ from inc_transformer_mt.passes.graph_edit import (
     sinks,
     tensor_name,
     tensor_types,
-    unique_name,
 )
 
 __all__ = ["hoist_loop_invariants"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inc_transformer_mt.model.analysis import consumers, input_op
+from inc_transformer_mt.model.rewrite import private_constant, unique_name, weight_chain
 
 __all__ = ["DefaultBackendPrep", "prepare_default_backend", "restore_relus", "split_bias_relu",
            "untranspose_weights"]
@@ -47,57 +48,24 @@ class DefaultBackendPrep:
         return {"untransposed": self.untransposed, "relu_split": self.relu_split}
 
 
-def _weight_chain(by_name, name: str):
-    """(Const, [Enter/Identity nodes from the Const towards the reader]) or (None, []) if not a constant."""
-    chain = []
-    node = by_name.get(input_op(name))
-    while node is not None and node.op in ("Enter", "Identity"):
-        chain.append(node)
-        node = by_name.get(input_op(node.input[0]))
-    if node is None or node.op != "Const":
-        return None, []
-    return node, list(reversed(chain))
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    out, k = base, 1
-    while out in taken:
-        out, k = f"{base}_{k}", k + 1
-    taken.add(out)
-    return out
-
-
 def untranspose_weights(graph_def, *, skip: frozenset[str] = frozenset()) -> list[str]:
     """In place: every ``MatMul(x, W, transpose_b=True)`` with a constant ``W`` reads its own ``W^T``."""
     from tensorflow.python.framework import tensor_util
 
     by_name = {n.name: n for n in graph_def.node}
-    taken = set(by_name)
-    new_nodes, changed = [], []
+    changed = []
     for node in list(graph_def.node):
         if node.op != "MatMul" or node.name in skip or not node.attr["transpose_b"].b or node.attr["transpose_a"].b:
             continue
-        const, chain = _weight_chain(by_name, node.input[1])
+        const, _ = weight_chain(by_name, node.input[1])
         if const is None:
             continue
         value = tensor_util.MakeNdarray(const.attr["value"].tensor)
         if value.ndim != 2:
             continue
-        copy_const = copy.deepcopy(const)
-        copy_const.name = _fresh(f"{node.name}{SUFFIX}weight_t", taken)
-        copy_const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(np.ascontiguousarray(value.T)))
-        new_nodes.append(copy_const)
-        prev = copy_const.name
-        for link in chain:
-            clone = copy.deepcopy(link)
-            clone.name = _fresh(f"{prev}/{link.op.lower()}", taken)
-            clone.input[0] = prev
-            new_nodes.append(clone)
-            prev = clone.name
-        node.input[1] = prev
+        private_constant(graph_def, by_name, node, 1, np.ascontiguousarray(value.T), f"{SUFFIX}weight_t")
         node.attr["transpose_b"].b = False
         changed.append(node.name)
-    graph_def.node.extend(new_nodes)
     return changed
 
 
@@ -137,12 +105,11 @@ def split_bias_relu(graph_def, *, skip: frozenset[str] = frozenset(), in_loop_on
     by_name = {n.name: n for n in graph_def.node}
     readers = consumers(graph_def, control=False)
     pivots = _frame_pivots(graph_def)
-    taken = set(by_name)
-    new_nodes, changed = [], []
+    changed = []
     for mm in list(graph_def.node):
         if mm.op != "MatMul" or mm.name in skip:
             continue
-        const, chain = _weight_chain(by_name, mm.input[1])
+        const, chain = weight_chain(by_name, mm.input[1])
         enters = [n for n in chain if n.op == "Enter"]
         if const is None or (in_loop_only and not enters):
             continue
@@ -159,19 +126,17 @@ def split_bias_relu(graph_def, *, skip: frozenset[str] = frozenset(), in_loop_on
         if len(relus) != 1 or relus[0].op != "Relu" or len(relus[0].input) != 1:
             continue
         relu = relus[0]
-        zero = copy.deepcopy(relu)
-        zero.Clear()
-        zero.name = _fresh(relu.name + _ZERO, taken)
+        zero = graph_def.node.add()
+        zero.name = unique_name(by_name, relu.name + _ZERO)
         zero.op = "Const"
+        by_name[zero.name] = zero
         if pivot is not None:
             zero.input.append("^" + pivot)
         zero.attr["dtype"].type = relu.attr["T"].type
         zero.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(np.zeros((), np.float32)))
         relu.op = "Maximum"
         relu.input.append(zero.name)
-        new_nodes.append(zero)
         changed.append(mm.name)
-    graph_def.node.extend(new_nodes)
     return changed
 
 

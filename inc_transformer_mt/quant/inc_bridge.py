@@ -138,30 +138,28 @@ def inc_quantize(
     """INT8 graph from INC's static quantization (``quantize_model``) with the given backend and fallbacks."""
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    from neural_compressor.tensorflow import Model, quantize_model
+    from neural_compressor.tensorflow import quantize_model
 
     # not INC's itex_installed(): its bare `except:` turns a Ctrl-C into "ITEX is not installed"
     if backend == "itex" and importlib.util.find_spec("intel_extension_for_tensorflow") is None:
         raise RuntimeFailure("backend 'itex' needs intel-extension-for-tensorflow[cpu]==2.15.0.0 installed")
-    from inc_transformer_mt.quant.inc_hooks import CalibrationLoader, keep_backend, kl_ranges, quant_config
+    from inc_transformer_mt.quant.inc_hooks import (
+        CalibrationLoader,
+        inc_model,
+        keep_backend,
+        kl_ranges,
+        quant_config,
+        quiet_inc,
+    )
 
     fp32_ops = sorted(set(fp32_ops))
     prepared, prep = prepare_model(graph_def, backend, fp32_ops)
     result = QuantResult(graph_def=None, backend=backend, fp32_ops=fp32_ops)
-    inc_logger = logging.getLogger("neural_compressor")
-    old_level = inc_logger.level
-    if quiet:
-        inc_logger.setLevel(logging.ERROR)
-    try:
-        with keep_backend(backend), kl_ranges(ranges or {}, requant_ranges, verify=ranges is not None) as hook:
-            model = Model(prepared)
-            model.input_tensor_names = [input_op(n) for n in input_names]
-            model.output_tensor_names = [input_op(n) for n in output_names]
-            q_model = quantize_model(model, quant_config(fp32_ops, weight_granularity),
-                                     calib_dataloader=CalibrationLoader(calib_batches),
-                                     calib_iteration=len(calib_batches))
-    finally:
-        inc_logger.setLevel(old_level)
+    with quiet_inc(quiet), keep_backend(backend), \
+            kl_ranges(ranges or {}, requant_ranges, verify=ranges is not None) as hook:
+        q_model = quantize_model(inc_model(prepared, input_names, output_names),
+                                 quant_config(fp32_ops, weight_granularity),
+                                 calib_dataloader=CalibrationLoader(calib_batches), calib_iteration=len(calib_batches))
     result.replaced_ranges, result.minmax_ranges = hook.replaced, hook.minmax
     if q_model is None:
         raise RuntimeFailure("INC returned no quantized model")

@@ -21,6 +21,7 @@ whose names and behaviour are not a public contract.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 import tempfile
@@ -31,8 +32,8 @@ import numpy as np
 
 from inc_transformer_mt.errors import RuntimeFailure
 
-__all__ = ["TESTED_INC_VERSIONS", "CalibrationLoader", "RangeHook", "check_inc_version", "keep_backend",
-           "kl_ranges", "quant_config"]
+__all__ = ["TESTED_INC_VERSIONS", "CalibrationLoader", "RangeHook", "check_inc_version", "inc_model", "keep_backend",
+           "kl_ranges", "quant_config", "quiet_inc"]
 
 #: INC versions whose private calibration hooks and global-config reset this module was tested against
 TESTED_INC_VERSIONS = ("3.10",)
@@ -189,6 +190,31 @@ def keep_backend(backend: str) -> Iterator[str]:
             del TFConfig.reset_global_config
         orig_reset()
         workspace.cleanup()
+
+
+@contextlib.contextmanager
+def quiet_inc(quiet: bool = True) -> Iterator[None]:
+    """INC's logger at ERROR within the context (its INFO tables are per quantization); restored after."""
+    inc_logger = logging.getLogger("neural_compressor")
+    old_level = inc_logger.level
+    if quiet:
+        inc_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        inc_logger.setLevel(old_level)
+
+
+def inc_model(graph_def, input_names: Sequence[str], output_names: Sequence[str]):
+    """INC's model wrapper of a frozen graph with its input and output ops named (``name:0`` or ``name``)."""
+    from neural_compressor.tensorflow import Model
+
+    from inc_transformer_mt.model.analysis import input_op
+
+    model = Model(graph_def)
+    model.input_tensor_names = [input_op(n) for n in input_names]
+    model.output_tensor_names = [input_op(n) for n in output_names]
+    return model
 
 
 def quant_config(fp32_ops: Iterable[str] = (), weight_granularity: str = "per_tensor"):

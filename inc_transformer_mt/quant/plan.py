@@ -17,6 +17,7 @@ report's census, measured on the final graph, shows it).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,11 +49,10 @@ class QuantPlan:
 
     def by_type(self) -> dict[str, dict[str, int]]:
         """op type -> dtype -> planned count."""
-        out: dict[str, dict[str, int]] = {}
+        out: dict[str, Counter] = {}
         for op, dtype in self.decisions.items():
-            counts = out.setdefault(self.op_types[op], {})
-            counts[dtype] = counts.get(dtype, 0) + 1
-        return out
+            out.setdefault(self.op_types[op], Counter())[dtype] += 1
+        return {t: dict(c) for t, c in out.items()}
 
 
 def _describe(rule) -> str:
@@ -91,12 +91,8 @@ def resolve_plan(rules: Sequence, ops: Mapping[str, str], *, matmuls: Sequence[s
                 raise UserError(f"{where}{label} selects {', '.join(bad)} op(s) "
                                 f"(e.g. {next(o for o in hit if types[o] != 'MatMul')}): INC 3.10 quantizes only "
                                 "MatMul on CPU; keep them fp32")
-        for o in hit:
-            decisions[o] = rule.dtype
-        counts: dict[str, int] = {}
-        for o in hit:
-            counts[types[o]] = counts.get(types[o], 0) + 1
-        matches.append(RuleMatch(index=i, rule=_describe(rule), line=line, matched=counts))
+        decisions.update(dict.fromkeys(hit, rule.dtype))
+        matches.append(RuleMatch(index=i, rule=_describe(rule), line=line, matched=dict(Counter(types[o] for o in hit))))
     candidates = sorted(o for o, d in decisions.items() if types[o] == "MatMul" and d == "int8")
     if not candidates:
         raise UserError(f"{source}: quantization.rules: the rules leave no MatMul in int8")

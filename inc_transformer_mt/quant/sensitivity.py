@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inc_transformer_mt.model.analysis import input_op
+from inc_transformer_mt.model.rewrite import private_constant, unique_name, weight_chain
 
 __all__ = ["FallbackStep", "Sensitivity", "fake_quant_graph", "fallback_steps", "rank_units", "unit_of", "units"]
 
@@ -49,76 +49,33 @@ def _int8_rounded(value: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(value / scale), -127, 127) * scale).astype(np.float32)
 
 
-def _private_weight(gd_nodes: list, by_name: dict, matmul, taken: set[str]) -> None:
-    """Point ``matmul``'s weight input at its own int8-rounded copy of the constant.
-
-    The constant is copied with the Enter/Identity chain that carries it to the MatMul (into the loop frame
-    for decoder MatMuls), so every other reader of the original (the embedding lookup reading the tied
-    logits weight) keeps the FP32 values.
-    """
-    from tensorflow.python.framework import tensor_util
-
-    chain = []
-    name = matmul.input[1]
-    node = by_name[input_op(name)]
-    while node.op in ("Enter", "Identity"):
-        chain.append(node)
-        node = by_name[input_op(node.input[0])]
-    if node.op != "Const":
-        return
-    suffix = "/inc_mt_int8_copy"
-    const = copy.deepcopy(node)
-    const.name = _fresh(node.name + suffix, by_name, taken)
-    value = tensor_util.MakeNdarray(node.attr["value"].tensor).astype(np.float32)
-    const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(_int8_rounded(value)))
-    new = [const]
-    prev = const.name
-    for link in reversed(chain):  # Const -> ... -> the node the MatMul reads
-        clone = copy.deepcopy(link)
-        clone.name = _fresh(link.name + suffix, by_name, taken)
-        clone.input[0] = prev
-        new.append(clone)
-        prev = clone.name
-    out_port = name.split(":", 1)[1] if ":" in name else None
-    matmul.input[1] = prev if out_port in (None, "0") else f"{prev}:{out_port}"
-    for n in new:
-        by_name[n.name] = n
-    gd_nodes.extend(new)
-
-
-def _fresh(name: str, by_name: dict, taken: set[str]) -> str:
-    out, k = name, 1
-    while out in by_name or out in taken:
-        out, k = f"{name}_{k}", k + 1
-    taken.add(out)
-    return out
-
-
 def fake_quant_graph(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Sequence[str]):
     """Copy of ``graph_def`` with simulated INT8 on ``ops`` only: the activation through
     ``FakeQuantWithMinMaxArgs`` with its calibrated range, the weight replaced by a private int8-rounded
     copy (a weight constant shared with other readers is left as it was for them)."""
     from tensorflow.core.framework import node_def_pb2
+    from tensorflow.python.framework import tensor_util
 
     gd = copy.deepcopy(graph_def)
     by_name = {n.name: n for n in gd.node}
-    new_nodes: list = []
-    taken: set[str] = set()
     for mm in ops:
         node = by_name[mm]
         lo, hi = ranges[mm]
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
         if hi - lo <= 0:
             continue
-        fq = node_def_pb2.NodeDef(name=_fresh(f"{mm}/inc_mt_fake_quant", by_name, taken),
-                                  op="FakeQuantWithMinMaxArgs", input=[node.input[0]])
+        fq = gd.node.add()
+        fq.CopyFrom(node_def_pb2.NodeDef(name=unique_name(by_name, f"{mm}/inc_mt_fake_quant"),
+                                         op="FakeQuantWithMinMaxArgs", input=[node.input[0]]))
         fq.attr["min"].f, fq.attr["max"].f = lo, hi
         fq.attr["num_bits"].i = 8
         fq.attr["narrow_range"].b = False
-        new_nodes.append(fq)
+        by_name[fq.name] = fq
         node.input[0] = fq.name
-        _private_weight(new_nodes, by_name, node, taken)
-    gd.node.extend(new_nodes)
+        const, _ = weight_chain(by_name, node.input[1])
+        if const is not None:
+            value = tensor_util.MakeNdarray(const.attr["value"].tensor).astype(np.float32)
+            private_constant(gd, by_name, node, 1, _int8_rounded(value), "/inc_mt_int8_copy")
     return gd
 
 

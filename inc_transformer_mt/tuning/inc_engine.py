@@ -17,7 +17,6 @@ the model kept is the graph the eval function ran (checked against INC's returne
 
 from __future__ import annotations
 
-import logging
 import time
 
 from inc_transformer_mt.errors import RuntimeFailure
@@ -36,17 +35,14 @@ __all__ = ["search_inc"]
 
 
 def _autotune(prepared, inputs: TuneInputs, configs: list, evaluator, cal: Calibration):
-    from neural_compressor.tensorflow import Model, autotune
+    from neural_compressor.tensorflow import autotune
     from neural_compressor.tensorflow.quantization import TuningConfig
 
-    from inc_transformer_mt.inc import CalibrationLoader, TuningStopped
-    from inc_transformer_mt.model.analysis import input_op
+    from inc_transformer_mt.inc import CalibrationLoader, TuningStopped, inc_model
 
-    fp32 = inputs.model.meta
-    model = Model(prepared)
-    model.input_tensor_names = [input_op(fp32.input_tensor)]
-    model.output_tensor_names = [input_op(fp32.output_tensor)] + ([input_op(fp32.score_tensor)]
-                                                                  if fp32.score_tensor else [])
+    meta = inputs.model.meta
+    model = inc_model(prepared, [meta.input_tensor], [meta.output_tensor] + ([meta.score_tensor]
+                                                                          if meta.score_tensor else []))
     config = TuningConfig(config_set=configs, tolerable_loss=evaluator.tolerable_loss, max_trials=len(configs))
     try:
         return autotune(model, config, eval_fn=evaluator, calib_dataloader=CalibrationLoader(cal.batches),
@@ -64,6 +60,7 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
         keep_backend,
         kl_ranges,
         prepare_model,
+        quiet_inc,
     )
     from inc_transformer_mt.model.analysis import matmul_precision
 
@@ -72,34 +69,28 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
     start = time.perf_counter()
     evaluator = BleuEval(inputs.model, inputs.tuning.source, inputs.tuning.reference, criterion=inputs.criterion,
                          fp32_bleu=baseline.bleu, max_tokens=r.data.max_tokens, max_sentences=r.data.max_sentences,
-                         postprocess=lambda gd: (finalize_model(gd, r.backend), gd)[1], flops=cal.flops,
+                         postprocess=lambda gd: finalize_model(gd, r.backend), flops=cal.flops,
                          time_budget_s=t.time_budget_min * 60.0, log=log)
     prepared, _ = prepare_model(fp32.graph_def, r.backend, plan.forced_fp32)
     configs, steps = fallback_config_set([], plan.candidates, plan.forced_fp32, include_all_int8=True,
                                          weight_granularity=r.quantization.weight_granularity)
     outcome = TuneOutcome(baseline=baseline.bleu, criterion=inputs.criterion)
-    inc_logger = logging.getLogger("neural_compressor")
-    old_level = inc_logger.level
-    inc_logger.setLevel(logging.ERROR)
     tried: list = []
-    stop = None
-    try:
-        with keep_backend(r.backend), kl_ranges(cal.matmul_range if kl else {}, cal.requant_range if kl else None,
-                                                expect=plan.candidates if kl else (), verify=kl) as hook:
-            returned, stop = _autotune(prepared, inputs, configs, evaluator, cal)
-            tried += steps
-            passed = any(rec.passed for rec in evaluator.records if rec.trial > 0)
-            if not passed and stop is None and t.fallback == "sensitivity" and t.max_trials > 1:
-                runner = _TrialRunner(inputs, fp32, baseline, cal, plan, log)
-                outcome.ranking = runner.rank()
-                configs, steps = fallback_config_set(outcome.ranking, plan.candidates, plan.forced_fp32,
-                                                     weight_granularity=r.quantization.weight_granularity,
-                                                     max_configs=t.max_trials - 1)
-                if configs:
-                    returned, stop = _autotune(prepared, inputs, configs, evaluator, cal)
-                    tried += steps
-    finally:
-        inc_logger.setLevel(old_level)
+    with quiet_inc(), keep_backend(r.backend), \
+            kl_ranges(cal.matmul_range if kl else {}, cal.requant_range if kl else None,
+                      expect=plan.candidates if kl else (), verify=kl) as hook:
+        returned, stop = _autotune(prepared, inputs, configs, evaluator, cal)
+        tried += steps
+        passed = any(rec.passed for rec in evaluator.records if rec.trial > 0)
+        if not passed and stop is None and t.fallback == "sensitivity" and t.max_trials > 1:
+            runner = _TrialRunner(inputs, fp32, baseline, cal, plan, log)
+            outcome.ranking = runner.rank()
+            configs, steps = fallback_config_set(outcome.ranking, plan.candidates, plan.forced_fp32,
+                                                 weight_granularity=r.quantization.weight_granularity,
+                                                 max_configs=t.max_trials - 1)
+            if configs:
+                returned, stop = _autotune(prepared, inputs, configs, evaluator, cal)
+                tried += steps
     records = [rec for rec in evaluator.records if rec.trial > 0]
     previous_end = 0.0
     for rec, step in zip(records, tried, strict=False):
@@ -119,7 +110,7 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
     if passing:
         outcome.best = passing[0]
         chosen = evaluator.last_graph
-        if returned is None or matmul_precision(finalize_copy(returned.graph_def, r.backend), cal.matmuls) != \
+        if returned is None or matmul_precision(evaluator.as_run(returned.graph_def), cal.matmuls) != \
                 matmul_precision(chosen, cal.matmuls):
             raise RuntimeFailure("INC's autotune returned a different model than the passing trial it evaluated")
         outcome.best_model = graph(chosen)
@@ -132,13 +123,3 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
         outcome.stop_reason = stop or "INC ran no trial"
     outcome.seconds = time.perf_counter() - start
     return Search(outcome=outcome)
-
-
-def finalize_copy(graph_def, backend: str):
-    import copy
-
-    from inc_transformer_mt.inc import finalize_model
-
-    gd = copy.deepcopy(graph_def)
-    finalize_model(gd, backend)
-    return gd

@@ -65,7 +65,7 @@ def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
             outcome = clock("passes_s", stages.run_passes, inputs, final, trial.bleu, baseline, log)
             passes, final, bleu = outcome.info, outcome.graph_def, outcome.bleu
         if trial is not None:
-            int8 = stages.int8_info(fp32, trial, graph, final, bleu, baseline.bleu - bleu, len(cal.matmuls))
+            int8 = stages.int8_info(trial, graph, final, bleu, baseline.bleu - bleu, len(cal.matmuls))
             label = "tuned" if found.outcome.passed else f"closest trial {trial.index} (rejected)"
             heldout = clock("heldout_s", stages.score_heldout, inputs, fp32, final, label)
     report = stages.build_report(inputs, fp32, baseline, cal, found, plan=stages.plan_info(plan, recipe.tuning.engine), int8=int8, passes=passes, heldout=heldout,

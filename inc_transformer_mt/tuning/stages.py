@@ -397,24 +397,18 @@ def score_heldout(inputs: TuneInputs, fp32, graph_def, int8_model: str) -> Heldo
 
 
 # ---------------------------------------------------------------------------------------------- report
-def _precision_census(final_graph_def) -> tuple[PrecisionCount, dict[str, PrecisionCount]]:
-    """Every rule-nameable op type by precision and loop frame, measured on the final graph."""
-    from inc_transformer_mt.model.analysis import op_precision_census
+def int8_info(trial, graph: QuantizedGraph, graph_def, bleu: float, drop: float, matmuls: int) -> Int8Info:
+    """What the report says about one quantized graph (``graph_def``: after the passes, when kept); the
+    precision census of every rule-nameable op type is measured on that final graph."""
+    from inc_transformer_mt.model.analysis import op_census, op_precision_census
 
-    census = {op: PrecisionCount.model_validate(c) for op, c in op_precision_census(final_graph_def).items()}
-    return census["MatMul"], census
-
-
-def int8_info(fp32, trial, graph: QuantizedGraph, graph_def, bleu: float, drop: float, matmuls: int) -> Int8Info:
-    """What the report says about one quantized graph (``graph_def``: after the passes, when kept)."""
-    from inc_transformer_mt.model.analysis import op_census
-
-    mm_census, census = _precision_census(graph_def)
+    census = {op: PrecisionCount.model_validate(c) for op, c in op_precision_census(graph_def).items()}
     return Int8Info(tuning_bleu=round(bleu, 2), drop=round(drop, 2), trial=trial.index,
                     matmuls_int8=trial.int8_ops, matmuls_total=matmuls,
                     matmul_flops_int8_share=round(trial.int8_flops_share, 4), matmul_precision=graph.precision,
-                    matmul_census=mm_census, precision_census=census, op_census=op_census(graph_def).to_dict(),
-                    ranges_replaced=graph.ranges_replaced, enter_fixes=graph.enter_fixes)
+                    matmul_census=census["MatMul"], precision_census=census,
+                    op_census=op_census(graph_def).to_dict(), ranges_replaced=graph.ranges_replaced,
+                    enter_fixes=graph.enter_fixes)
 
 
 def _calibration_info(recipe: Recipe, cal: Calibration) -> CalibrationInfo:
