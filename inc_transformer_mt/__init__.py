@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["DataOptions", "EvaluationResult", "ModelOptions", "RunOptions", "__version__", "benchmark", "evaluate",
-           "optimized_model", "plan", "regress", "translate", "tune"]
+           "optimized_model", "plan", "regress", "translate", "tune", "validate"]
 _API = frozenset(__all__) - {"__version__"}
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.atomic import atomic_write, check_output_path
 from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS, SPLIT, SRC_LANG, TGT_LANG
 from inc_transformer_mt.errors import UserError
 
@@ -45,6 +45,7 @@ __all__ = [
     "regress",
     "translate",
     "tune",
+    "validate",
 ]
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -219,13 +220,25 @@ def plan(recipe: str | Path, overrides: Sequence[str] = ()) -> QuantPlan:
     return plan_quantization(recipe_path, r, load_graph_def(m.graph_path), overrides)
 
 
+def validate(recipe: str | Path, overrides: Sequence[str] = ()) -> None:
+    """Check a recipe as ``tune`` does before any work: the schema, the model's files, every data slice (in
+    range, line-aligned, sentences within the model's limit) and that the slices are disjoint (by real path and
+    by content). Loads no TensorFlow graph; UserError naming the file, line and key."""
+    from inc_transformer_mt.tuning.stages import load_inputs, load_recipe_file
+
+    recipe_path = Path(recipe)
+    load_inputs(recipe_path, load_recipe_file(recipe_path, overrides))
+
+
 def translate(sentences: Sequence[str], *, model: ModelOptions = ModelOptions(), run: RunOptions = RunOptions(),
               source_name: str = "input") -> list[str]:
-    """Translations of ``sentences``, in input order."""
+    """Translations of ``sentences``, in input order; an empty (or blank) sentence translates to ""."""
     resolved = model.resolve()
     run = run.settled(resolved)
+    sentences = list(sentences)
     with open_translator(resolved, run) as translator:
-        return _run(translator, list(sentences), run, source_name)
+        outputs = _run(translator, sentences, run, source_name)
+    return [out if src.strip() else "" for src, out in zip(sentences, outputs, strict=True)]
 
 
 @dataclass
@@ -254,6 +267,8 @@ def evaluate(*, model: ModelOptions = ModelOptions(), data: DataOptions = DataOp
     """Translate a test set and score it with sacreBLEU (signature included)."""
     from inc_transformer_mt.metrics.bleu import score
 
+    if hyp_out:
+        check_output_path(hyp_out)
     source, reference, label = data.files()
     src, ref = data.read(source, reference, need_reference=True)
     resolved = model.resolve()

@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_RUNTIME_FAILURE",
     "EXIT_TERMINATED",
     "RuntimeFailure",
+    "StdoutFailure",
     "UserError",
 ]
 
@@ -42,3 +43,12 @@ class RuntimeFailure(Exception):
     """Valid input, failed run (kernel error, dead or silent worker, missing plugin). Exit code 3."""
 
     exit_code = EXIT_RUNTIME_FAILURE
+
+
+class StdoutFailure(RuntimeFailure):
+    """Standard output is closed or cannot be written (``>&-``, ``>/dev/full``). Exit code 3."""
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> StdoutFailure:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return cls(f"cannot write to stdout ({reason})")

@@ -112,10 +112,21 @@ def test_line_count_mismatch(tiny_model_dir, corpus, capsys):
     assert_user_error(code, err, "line-count mismatch", "src.en has 3 lines", "short.de has 1")
 
 
-def test_empty_line(tiny_model_dir, corpus, capsys):
+def test_empty_line_in_a_test_set(tiny_model_dir, corpus, capsys):
+    """A blank source line would shift every later reference: refused in evaluation data (translate keeps it:
+    a blank line translates to a blank line, see tests/reliability_cases.yaml)."""
     (corpus / "gap.en").write_text("A dog.\n\nA cat.\n", encoding="utf-8")
-    code, _, err = run(["translate", corpus / "gap.en", "--model", tiny_model_dir], capsys)
+    (corpus / "gap.de").write_text("Ein Hund.\nNichts.\nEine Katze.\n", encoding="utf-8")
+    code, _, err = run(["evaluate", "--source", corpus / "gap.en", "--reference", corpus / "gap.de",
+                        "--model", tiny_model_dir], capsys)
     assert_user_error(code, err, "gap.en:2", "empty line")
+
+
+def test_blank_lines_translate_to_blank_lines(tiny_model_dir, corpus, capsys):
+    (corpus / "gap.en").write_text("A dog.\n\n  \nA cat.\n", encoding="utf-8")
+    code, out, _ = run(["translate", corpus / "gap.en", "--model", tiny_model_dir], capsys)
+    lines = out.split("\n")
+    assert code == 0 and len(lines) == 5 and lines[1] == lines[2] == "" and lines[0] and lines[3]
 
 
 def test_invalid_utf8(tiny_model_dir, corpus, capsys):
@@ -133,11 +144,11 @@ def test_sentence_over_the_model_limit(tiny_model_dir, corpus, capsys):
 
 
 def test_failed_run_writes_nothing_and_keeps_existing_output(tiny_model_dir, corpus, capsys):
-    (corpus / "gap.en").write_text("A dog.\nA cat.\n\n", encoding="utf-8")
+    (corpus / "gap.en").write_bytes("A dog.\nA cat.\nA café.\n".encode("latin-1"))
     out = corpus / "existing.de"
     out.write_text("keep me\n", encoding="utf-8")
     code, _, err = run(["translate", corpus / "gap.en", "-o", out, "--model", tiny_model_dir], capsys)
-    assert_user_error(code, err, "gap.en:3")
+    assert_user_error(code, err, "gap.en:3", "invalid UTF-8")
     assert out.read_text(encoding="utf-8") == "keep me\n"
     assert sorted(p.name for p in corpus.iterdir()) == ["existing.de", "gap.en", "ref.de", "src.en"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inc_transformer_mt.data.corpus import fetch_multi30k, multi30k_dir, read_lines, read_parallel
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 
 pytestmark = pytest.mark.unit
 
@@ -91,11 +91,12 @@ def test_fetch_failure_leaves_no_partial_file(tmp_path):
     assert list((tmp_path / "m30k").iterdir()) == []
 
 
-def test_network_error_is_a_user_error(tmp_path):
+def test_network_error_is_a_runtime_failure(tmp_path):
+    """The network is the environment, not the input: exit 3, not 2."""
     def opener(url):
         raise OSError("no route to host")
 
-    with pytest.raises(UserError, match="cannot download"):
+    with pytest.raises(RuntimeFailure, match="cannot download"):
         fetch_multi30k(tmp_path / "m30k", splits=("val",), langs=("en",), opener=opener)
     assert list((tmp_path / "m30k").iterdir()) == []
 

@@ -168,12 +168,20 @@ print("itex_loaded=" + str(itex_loaded()))
         "known limitation: stock TensorFlow 2.15 fails on the default backend's in-loop "
         "QuantizedMatMulWithBiasAndDequantize ('Missing 0-th output'); ITEX supplies working kernels"))),
 ])
-def test_default_backend_graph_runs_in_a_fresh_process(tiny_graph, batches, tmp_path, runtime):
-    """TF 2.15 has no qint8 Enter kernel: without the Enter fix this graph cannot run at all."""
+def test_default_backend_graph_runs_in_a_fresh_process(tiny_graph, batches, tmp_path, runtime, monkeypatch):
+    """TF 2.15 has no qint8 Enter kernel: without the Enter fix this graph cannot run at all. INC leaves none of
+    its temporary files (its converter dumps calibration output to mkstemp(".log") and never removes it)."""
+    import tempfile
+
     from inc_transformer_mt.quant.inc_bridge import inc_quantize
 
+    system_temp = tmp_path / "system_temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     res = inc_quantize(tiny_graph, input_names=[INPUT], output_names=OUTPUTS, backend="default",
                        calib_batches=batches)
+    assert list(system_temp.iterdir()) == []
+    assert tempfile.gettempdir() == str(system_temp)
     graph = tmp_path / "q.pb"
     graph.write_bytes(res.graph_def.SerializeToString())
     np.save(tmp_path / "in.npy", batches[0])

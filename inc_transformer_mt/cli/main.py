@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,22 +23,33 @@ from inc_transformer_mt import __version__
 from inc_transformer_mt.cli.commands import COMMANDS
 from inc_transformer_mt.cli.options import quiet_tensorflow
 from inc_transformer_mt.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_RUNTIME_FAILURE,
     EXIT_TERMINATED,
     RuntimeFailure,
+    StdoutFailure,
     UserError,
 )
 
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's error line: ``usage`` then one ``error:`` line naming the argument, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inc-mt", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="inc-mt", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"inc_transformer_mt.cli.commands.{name}")
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
@@ -55,6 +67,56 @@ def _terminated(signum, frame) -> None:
     raise Terminated
 
 
+def _check_streams() -> None:
+    """Python sets ``sys.stdin``/``sys.stdout`` to None when the descriptor was closed (``<&-``, ``>&-``)."""
+    if sys.stdout is None:
+        raise StdoutFailure("cannot write to stdout: it is closed")
+    if sys.stdin is None:
+        sys.stdin = _ClosedStdin()
+
+
+class _ClosedStdin:
+    """Stands in for a closed stdin: reading it is bad input (the command was told to read from it)."""
+
+    @property
+    def buffer(self):
+        raise UserError("stdin is closed: give an input file, or pipe the sentences in")
+
+    def read(self, *a):
+        return self.buffer
+
+    def __iter__(self):
+        return self.buffer
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StdoutFailure.from_error(exc) from None
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout cannot be written (an OSError without a file name most often came from a print)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def _quiet_stdout() -> None:
+    """Stop the interpreter from flushing a broken stdout again at exit (which would print a second error)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
@@ -64,6 +126,14 @@ def _fail(message: str, code: int, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (callable from code: ``main(["evaluate", "--limit", "10"])``)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the command started (while TensorFlow was still importing)
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -75,18 +145,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_thread:
         previous = signal.signal(signal.SIGTERM, _terminated)  # a CI timeout: unwind, close workers, one line
     try:
-        return int(args.func(args))
+        _check_streams()
+        code = int(args.func(args))
+        _flush_stdout()
+        return code
     except UserError as exc:
         return _fail(str(exc), exc.exit_code, args.debug)
+    except StdoutFailure as exc:
+        _quiet_stdout()
+        return _fail(f"runtime failure: {exc}", exc.exit_code, args.debug)
     except RuntimeFailure as exc:
         return _fail(f"runtime failure: {exc}", exc.exit_code, args.debug)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED, args.debug)
     except Terminated:
         return _fail("terminated (SIGTERM)", EXIT_TERMINATED, args.debug)
-    except BrokenPipeError:
+    except BrokenPipeError:  # `inc-mt translate ... | head`: the reader has all it wanted
+        _quiet_stdout()
         return 0
     except OSError as exc:  # a full disk, a read-only output, a vanished file: the environment, not the input
+        if exc.filename is None and _stdout_broken():
+            _quiet_stdout()
+            return _fail(f"runtime failure: {StdoutFailure.from_error(exc)}", EXIT_RUNTIME_FAILURE, args.debug)
         where = f" ({exc.filename})" if exc.filename else ""
         return _fail(f"runtime failure: {exc.strerror or exc}{where}", EXIT_RUNTIME_FAILURE, args.debug)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still ends in one line and a known code

@@ -5,18 +5,19 @@ Errors name the file and the line and become one-line CLI errors with exit code 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 from inc_transformer_mt.defaults import MULTI30K_SPLITS
-from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.errors import RuntimeFailure, UserError
 
 __all__ = [
     "MULTI30K_ENV",
@@ -36,12 +37,16 @@ MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/t
 MULTI30K_LANGS = ("en", "de", "fr")
 
 
-def _open_bytes(path: Path):
+@contextlib.contextmanager
+def _open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes, gunzipped when it starts with the gzip magic; opened once, so a pipe
+    (``translate <(zcat ...)``) works too."""
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+        if fh.peek(2)[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                yield gz
+        else:
+            yield fh
 
 
 def parse_lines(stream: IO[bytes], name: str, *, allow_empty: bool = False) -> list[str]:
@@ -71,8 +76,10 @@ def read_lines(path: str | Path, *, allow_empty: bool = False, what: str = "file
             the message names the file and the 1-based line.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: {what} not found")
+    if path.is_dir():  # a pipe or a process substitution (/dev/fd/63) is read as it is
+        raise UserError(f"{path}: {what} is a directory")
     try:
         with _open_bytes(path) as fh:
             return parse_lines(fh, str(path), allow_empty=allow_empty)
@@ -149,7 +156,12 @@ def fetch_multi30k(
     """
     opener = opener or (lambda url: urllib.request.urlopen(url, timeout=60))
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest}: exists and is not a directory; give a directory for the Multi30k files")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{dest}: cannot create the directory ({exc.strerror})") from None
     written: list[Path] = []
     for split in splits:
         for lang in langs:
@@ -165,7 +177,7 @@ def fetch_multi30k(
                     try:
                         response = opener(url)
                     except OSError as exc:
-                        raise UserError(f"cannot download {url}: {exc}") from None
+                        raise RuntimeFailure(f"cannot download {url}: {exc}") from None
                     with response:
                         shutil.copyfileobj(response, out)
                 read_lines(tmp, allow_empty=True, what=f"downloaded {name}")

@@ -21,10 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 def encode_checked(tokenizer: Tokenizer, sentences: Sequence[str], max_source_tokens: int,
-                   source_name: str = "input") -> list[list[int]]:
-    """Subword ids of every sentence; a UserError naming the line when one is over the model's limit."""
+                   source_name: str = "input", *, first_line: int = 1) -> list[list[int]]:
+    """Subword ids of every sentence; a UserError naming the line (``sentences[0]`` is ``first_line``) when one is
+    over the model's limit."""
     ids = tokenizer.encode_batch(sentences)
-    for number, row in enumerate(ids, start=1):
+    for number, row in enumerate(ids, start=first_line):
         if len(row) > max_source_tokens:
             raise UserError(
                 f"{source_name}:{number}: sentence has {len(row)} subword tokens, over the model's limit "
@@ -40,6 +41,19 @@ class TranslationStats:
     source_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+
+
+def _check_translator_tensor(tensor, role: str, flag: str, path) -> None:
+    """A translator reads and writes int32 token ids of shape [batch, length]; anything else is refused
+    when the graph is loaded, naming the tensor and what it has (an unknown rank is let through)."""
+    import tensorflow as tf
+
+    rank = tensor.shape.rank
+    if tensor.dtype == tf.int32 and rank in (None, 2):
+        return
+    shape = "unknown shape" if rank is None else f"rank {rank}, shape {tensor.shape.as_list()}"
+    raise UserError(f"{path}: {role} {tensor.name!r} is {tensor.dtype.name} with {shape}; a translator's "
+                    f"{role} is int32 [batch, length] token ids (see {flag} or model.json)")
 
 
 class Translator:
@@ -75,6 +89,8 @@ class Translator:
                 self._output = graph.get_tensor_by_name(self.output_name)
             except (KeyError, ValueError) as exc:
                 raise UserError(f"{path}: {exc}") from None
+        _check_translator_tensor(self._input, "input tensor", "--input-tensor", path)
+        _check_translator_tensor(self._output, "output tensor", "--output-tensor", path)
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=intra_threads, inter_op_parallelism_threads=inter_threads
         )

@@ -6,12 +6,16 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from inc_transformer_mt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID
+from inc_transformer_mt.defaults import BACKENDS
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.recipe.schema import RuntimeSpec
 
-__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "ModelConfig"]
+__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,77 @@ class GraphMeta:
 
     @classmethod
     def load(cls, path: Path) -> GraphMeta:
+        """Read and check ``model.json`` (:class:`MetaFile`); errors name the file and the key."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{path}: model metadata file not found") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{path}: not valid JSON metadata ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read model metadata ({exc.strerror})") from None
         if not isinstance(data, dict):
-            raise UserError(f"{path}: metadata must be a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}")
-        return cls(**data)
+            raise UserError(f"{path}: model metadata must be a JSON object, not {type(data).__name__}")
+        try:
+            checked = MetaFile.model_validate(data)
+        except ValidationError as exc:
+            raise UserError(f"{path}: {_first_error(exc)}") from None
+        fields = checked.model_dump(exclude_unset=True, exclude={"model"})
+        model = checked.model.model_dump(exclude_unset=True) if checked.model is not None else None
+        return cls(**fields, model=model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ model.json
+class _Checked(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class ModelSection(_Checked):
+    """model.json ``model``: the architecture (:class:`ModelConfig`, every key optional) and how the graph was
+    made (its file, quantization, passes and the runtime a tuned model is meant to run with)."""
+
+    vocab_size: int | None = Field(None, gt=0)
+    d_model: int | None = Field(None, gt=0)
+    num_heads: int | None = Field(None, gt=0)
+    ffn_dim: int | None = Field(None, gt=0)
+    num_encoder_layers: int | None = Field(None, ge=0)
+    num_decoder_layers: int | None = Field(None, ge=0)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    attention_dropout: float | None = Field(None, ge=0, lt=1)
+    relu_dropout: float | None = Field(None, ge=0, lt=1)
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    beam_size: int | None = Field(None, gt=0)
+    alpha: float | None = Field(None, ge=0)
+    extra_decode_length: int | None = Field(None, ge=0)
+    max_source_tokens: int | None = Field(None, gt=0)
+    graph: StrictStr | None = Field(None, min_length=1, description="graph file name, beside model.json")
+    fp16_rounded_weights: StrictBool | None = None
+    quantized: Literal["int8"] | None = None
+    backend: Literal[BACKENDS] | None = None  # type: ignore[valid-type]
+    source_sha256: StrictStr | None = None
+    passes: list[StrictStr] | None = None
+    runtime: RuntimeSpec | None = None
+
+
+class MetaFile(_Checked):
+    """The schema of ``model.json`` (every key optional; defaults as :class:`GraphMeta`)."""
+
+    input_tensor: StrictStr = Field(GraphMeta.input_tensor, min_length=1)
+    output_tensor: StrictStr = Field(GraphMeta.output_tensor, min_length=1)
+    score_tensor: StrictStr | None = GraphMeta.score_tensor
+    tokenizer: StrictStr | None = GraphMeta.tokenizer
+    max_source_tokens: int = Field(GraphMeta.max_source_tokens, gt=0)
+    eos_id: int = Field(GraphMeta.eos_id, ge=0)
+    pad_id: int = Field(GraphMeta.pad_id, ge=0)
+    model: ModelSection | None = None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """``key.path: message`` of the first error, in the recipe's and the manifest's words."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(err["type"], err["msg"])
+    return f"{key}: {msg}"

@@ -14,6 +14,34 @@ from inc_transformer_mt.model.config import GraphMeta
 __all__ = ["ResolvedModel", "check_tensor", "load_graph_def", "resolve_model"]
 
 
+#: a GraphDef cannot be larger than protobuf's 2 GiB message limit
+MAX_GRAPH_BYTES = 2**31 - 1
+#: float weights compress about 1.1x; a model that inflates past this size at more than this ratio is a
+#: decompression bomb, refused before it fills memory
+BOMB_BYTES, BOMB_RATIO = 64 << 20, 50
+
+
+def _gunzip_capped(data: bytes, path: Path) -> bytes:
+    """``data`` gunzipped in chunks (all members), refusing output beyond the caps above."""
+    out = bytearray()
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=31)
+        chunk = inflater.decompress(rest, 1 << 20)
+        while True:
+            out += chunk
+            if len(out) > MAX_GRAPH_BYTES or (len(out) > BOMB_BYTES and len(out) > BOMB_RATIO * len(data)):
+                raise UserError(f"{path}: inflates to more than {len(out) >> 20} MiB from {len(data) >> 10} KiB "
+                                "(over protobuf's 2 GiB limit or a decompression bomb); refused")
+            if inflater.eof or not inflater.unconsumed_tail:
+                break
+            chunk = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        rest = inflater.unused_data.lstrip(b"\0")
+    return bytes(out)
+
+
 def load_graph_def(path: str | Path):
     """Parse a frozen GraphDef from ``.pb`` or gzip-compressed ``.pb.gz``.
 
@@ -29,7 +57,7 @@ def load_graph_def(path: str | Path):
     try:
         data = path.read_bytes()
         if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+            data = _gunzip_capped(data, path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UserError(f"{path}: cannot read model file ({exc})") from None
     graph_def = graph_pb2.GraphDef()

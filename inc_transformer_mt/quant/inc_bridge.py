@@ -146,6 +146,7 @@ def inc_quantize(
     from inc_transformer_mt.quant.inc_hooks import (
         CalibrationLoader,
         inc_model,
+        inc_tempdir,
         keep_backend,
         kl_ranges,
         quant_config,
@@ -155,7 +156,7 @@ def inc_quantize(
     fp32_ops = sorted(set(fp32_ops))
     prepared, prep = prepare_model(graph_def, backend, fp32_ops)
     result = QuantResult(graph_def=None, backend=backend, fp32_ops=fp32_ops)
-    with quiet_inc(quiet), keep_backend(backend), \
+    with inc_tempdir(), quiet_inc(quiet), keep_backend(backend), \
             kl_ranges(ranges or {}, requant_ranges, verify=ranges is not None) as hook:
         q_model = quantize_model(inc_model(prepared, input_names, output_names),
                                  quant_config(fp32_ops, weight_granularity),

@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -190,6 +191,22 @@ def keep_backend(backend: str) -> Iterator[str]:
             del TFConfig.reset_global_config
         orig_reset()
         workspace.cleanup()
+
+
+@contextlib.contextmanager
+def inc_tempdir() -> Iterator[Path]:
+    """A private temporary directory for INC's files, removed on the way out however the context ends.
+
+    INC 3.10's graph converter dumps the calibration output of every quantization to ``tempfile.mkstemp(".log")``
+    (0.3-1.8 MB here) and never removes it; with ``tempfile.tempdir`` pointed here for the duration, nothing of
+    INC's outlives the command."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="inc_mt_inc_") as private:
+        tempfile.tempdir = private
+        try:
+            yield Path(private)
+        finally:
+            tempfile.tempdir = previous
 
 
 @contextlib.contextmanager

@@ -120,6 +120,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{where}: invalid YAML ({problem})") from None
+    if data is None:
+        raise UserError(f"{path}: the recipe is empty (it needs at least model: and data:; see recipes/README.md)")
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe is a YAML mapping (model:, data:, ...), not {type(data).__name__}")
     lines: dict[KeyPath, int] = {}

@@ -57,6 +57,7 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
         BleuEval,
         fallback_config_set,
         finalize_model,
+        inc_tempdir,
         keep_backend,
         kl_ranges,
         prepare_model,
@@ -76,7 +77,7 @@ def search_inc(inputs: TuneInputs, fp32, baseline: Baseline, cal: Calibration, p
                                          weight_granularity=r.quantization.weight_granularity)
     outcome = TuneOutcome(baseline=baseline.bleu, criterion=inputs.criterion)
     tried: list = []
-    with quiet_inc(), keep_backend(r.backend), \
+    with inc_tempdir(), quiet_inc(), keep_backend(r.backend), \
             kl_ranges(cal.matmul_range if kl else {}, cal.requant_range if kl else None,
                       expect=plan.candidates if kl else (), verify=kl) as hook:
         returned, stop = _autotune(prepared, inputs, configs, evaluator, cal)

@@ -19,7 +19,7 @@ from pathlib import Path
 from inc_transformer_mt.errors import EXIT_CHECK_FAILED, EXIT_OK
 from inc_transformer_mt.report.tune_report import TuneReport
 from inc_transformer_mt.tuning import stages
-from inc_transformer_mt.tuning.publish import check_output_dir, publish
+from inc_transformer_mt.tuning.publish import check_output_dir, output_lock, publish
 
 __all__ = ["TuneResult", "run_tune"]
 
@@ -45,10 +45,15 @@ class TuneResult:
 def run_tune(recipe_path: str | Path, overrides: Sequence[str] = (), *,
              log: Callable[[str], None] = print) -> TuneResult:
     """Tune the recipe's model to INT8 (see the module docstring); the result says whether it passed."""
-    from inc_transformer_mt.inference.translate import Translator
-
     recipe_path = Path(recipe_path)
     recipe = stages.load_recipe_file(recipe_path, overrides)
+    with output_lock(Path(recipe.outputs.dir)):
+        return _tune_locked(recipe_path, recipe, overrides, log)
+
+
+def _tune_locked(recipe_path: Path, recipe, overrides: Sequence[str], log: Callable[[str], None]) -> TuneResult:
+    from inc_transformer_mt.inference.translate import Translator
+
     check_output_dir(Path(recipe.outputs.dir), recipe.outputs.overwrite, protected=Path(recipe.model.path))
     clock = _Walls()
     inputs = stages.load_inputs(recipe_path, recipe)

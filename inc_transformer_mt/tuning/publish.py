@@ -3,10 +3,16 @@ place in one rename at the end, so a failed or interrupted tune never leaves a h
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,12 @@ from inc_transformer_mt.recipe import Recipe, dump_recipe
 from inc_transformer_mt.report.manifest import manifest_from_report, write_manifest
 from inc_transformer_mt.report.tune_report import TuneReport, load_report, render_markdown
 
-__all__ = ["GRAPH_NAME", "check_output_dir", "failed_report_dir", "publish", "publish_dir"]
+__all__ = ["GRAPH_NAME", "check_output_dir", "failed_report_dir", "output_lock", "publish", "publish_dir"]
 
 GRAPH_NAME = "model.pb.gz"
+#: what follows ``.<name>`` in the name of a staging or swap directory (``.tuned.staging-123-x1y2``, ``.tuned.old-123``)
+STALE = re.compile(r"^\.(staging-\d+-\w+|staging-\w+|old-\d+)$")
+logger = logging.getLogger(__name__)
 
 
 def _written_by_us(out: Path) -> TuneReport | None:
@@ -61,6 +70,56 @@ def check_output_dir(out: Path, policy: str, protected: Path | None = None) -> N
             raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
     if not os.access(parent, os.W_OK):
         raise UserError(f"outputs.dir: {parent} is not writable")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``out`` for the whole tune: a second tune on the same directory fails at once
+    (exit 2) instead of racing it to the final rename. Staging directories a killed tune left are removed
+    under the lock (no live tune can own them then). The lock file is removed on the way out."""
+    parent = out.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
+    path = parent / f".{out.name}.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise UserError(f"outputs.dir: cannot write in {parent} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(f"outputs.dir: {out} is being written by another tune (it holds {path}); wait for it "
+                            "or choose another directory") from None
+        try:  # the holder before us may have removed the file between our open and our lock: lock the new one
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        _remove_stale(out)
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _remove_stale(out: Path) -> None:
+    """Staging and swap directories of ``out`` (and of its ``.failed`` report) that a killed tune left behind."""
+    for target in (out, failed_report_dir(out)):
+        for entry in target.parent.glob(f".{glob.escape(target.name)}.*"):
+            if STALE.match(entry.name[len(target.name) + 1:]) and entry.is_dir() and not entry.is_symlink():
+                logger.info("removing %s, left by a tune that was killed", entry)
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def failed_report_dir(out: Path) -> Path:
@@ -120,7 +179,7 @@ def publish(report: TuneReport, graph_def, model: ResolvedModel, recipe: Recipe,
     if not report.passed and previous is not None and previous.passed:
         out_dir = failed_report_dir(out_dir)
         check_output_dir(out_dir, recipe.outputs.overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-{os.getpid()}-", dir=out_dir.parent))
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700 directories

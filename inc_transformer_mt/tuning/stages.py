@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.env import library_versions, machine_info
 from inc_transformer_mt.errors import UserError
@@ -75,6 +77,11 @@ def cache_dir() -> Path:
 class Sentences:
     source: list[str]
     reference: list[str]
+    path: str = "source"  # the source file (its real path), for errors that name a line
+    first_line: int = 1  # the source file's line of ``source[0]``
+
+    def lines(self) -> range:
+        return range(self.first_line, self.first_line + len(self.source))
 
 
 @dataclass
@@ -101,8 +108,9 @@ class TuneInputs:
         return Criterion(c.type, c.max_drop)
 
 
-def load_split(recipe: Recipe, spec: SplitSpec, key: str) -> Sentences:
-    """The sentences of one recipe data slice; a UserError naming ``data.<key>`` when it is too short."""
+def load_split(recipe: Recipe, spec: SplitSpec, key: str, recipe_path: Path | None = None) -> Sentences:
+    """The sentences of one recipe data slice; a UserError naming ``data.<key>`` (and its line in
+    ``recipe_path``) when it is too short."""
     from inc_transformer_mt.data.corpus import multi30k_split, read_parallel
 
     d = recipe.data
@@ -113,14 +121,23 @@ def load_split(recipe: Recipe, spec: SplitSpec, key: str) -> Sentences:
         src_path, ref_path = Path(spec.source), Path(spec.reference)
     src, ref = read_parallel(src_path, ref_path)
     if spec.start + spec.size > len(src):
-        raise UserError(f"data.{key}: start {spec.start} + size {spec.size} is past the end of {src_path} "
+        where = _where(recipe_path, "data", key) if recipe_path is not None else f"data.{key}"
+        raise UserError(f"{where}: start {spec.start} + size {spec.size} is past the end of {src_path} "
                         f"({len(src)} sentences)")
     end = spec.start + spec.size
-    return Sentences(src[spec.start:end], ref[spec.start:end])
+    return Sentences(src[spec.start:end], ref[spec.start:end], path=os.path.realpath(src_path),
+                     first_line=spec.start + 1)
 
 
 def load_recipe_file(recipe_path: Path, overrides: Sequence[str]) -> Recipe:
-    return resolve_paths(load_recipe(recipe_path, overrides), recipe_path.resolve().parent)
+    """The recipe, validated, with its paths resolved (a check that only fails once paths are resolved, such as
+    two spellings of one file, names the recipe)."""
+    try:
+        return resolve_paths(load_recipe(recipe_path, overrides), recipe_path.resolve().parent)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        keys = [str(k) for k in err["loc"]]
+        raise UserError(f"{_where(recipe_path, *keys)}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def load_inputs(recipe_path: Path, recipe: Recipe) -> TuneInputs:
@@ -128,13 +145,65 @@ def load_inputs(recipe_path: Path, recipe: Recipe) -> TuneInputs:
     from inc_transformer_mt.model.graph import resolve_model
 
     m = recipe.model
+    if not Path(m.path).exists():
+        raise UserError(f"{_where(recipe_path, 'model', 'path')}: {m.path} not found")
     model = resolve_model(m.path, input_tensor=m.input_tensor, output_tensor=m.output_tensor, tokenizer=m.tokenizer)
-    graph_bytes = model.graph_path.read_bytes() if model.graph_path.is_file() else b""
+    if not model.graph_path.is_file():
+        raise UserError(f"{_where(recipe_path, 'model', 'path')}: no graph file {model.graph_path}")
     d = recipe.data
-    return TuneInputs(recipe_path=recipe_path, recipe=recipe, model=model, graph_bytes=graph_bytes,
-                      calibration=load_split(recipe, d.calibration, "calibration"),
-                      tuning=load_split(recipe, d.tuning, "tuning"),
-                      heldout=load_split(recipe, d.heldout, "heldout") if d.heldout is not None else None)
+    sets = {"calibration": load_split(recipe, d.calibration, "calibration", recipe_path),
+            "tuning": load_split(recipe, d.tuning, "tuning", recipe_path)}
+    if d.heldout is not None:
+        sets["heldout"] = load_split(recipe, d.heldout, "heldout", recipe_path)
+    check_disjoint(recipe_path, sets)
+    check_lengths(model, sets)
+    return TuneInputs(recipe_path=recipe_path, recipe=recipe, model=model, graph_bytes=model.graph_path.read_bytes(),
+                      calibration=sets["calibration"], tuning=sets["tuning"], heldout=sets.get("heldout"))
+
+
+#: a share of identical source sentences above this between two data sets is the same data under another name;
+#: below it, a few natural duplicates (Multi30k: 1 of val's 1,014 sentences is also in train) are only logged
+MAX_SHARED_FRACTION = 0.10
+
+
+def _where(recipe_path: Path, *keys: str) -> str:
+    """``recipe.yaml:LINE: a.b`` for errors found after validation (the line when the key is written)."""
+    from inc_transformer_mt.recipe.loader import key_lines
+
+    line = key_lines(recipe_path).get(tuple(keys))
+    return f"{recipe_path}:{line}: {'.'.join(keys)}" if line else f"{recipe_path}: {'.'.join(keys)}"
+
+
+def check_disjoint(recipe_path: Path, sets: dict[str, Sentences]) -> None:
+    """Calibration, tuning and held-out sentences must not overlap: not as lines of one file (by real path, so
+    ``./d/src.en``, ``d/../d/src.en`` and a split named by its file are one file), nor in content (a copy)."""
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            x, y = sets[a], sets[b]
+            if x.path == y.path and x.first_line < y.lines().stop and y.first_line < x.lines().stop:
+                raise UserError(f"{_where(recipe_path, 'data', b)}: overlaps data.{a}: lines {y.first_line}-"
+                                f"{y.lines().stop - 1} and {x.first_line}-{x.lines().stop - 1} of {x.path}")
+            seen = {s.strip() for s in x.source}
+            shared = sum(1 for s in y.source if s.strip() in seen)
+            if shared and shared > MAX_SHARED_FRACTION * min(len(x.source), len(y.source)):
+                raise UserError(f"{_where(recipe_path, 'data', b)}: {shared} of its {len(y.source)} source sentences "
+                                f"are identical to sentences of data.{a}: the same data under another name "
+                                "(an overlap that would hide the quantization error)")
+            if shared:
+                logger.warning("data.%s and data.%s share %d identical source sentence(s)", a, b, shared)
+
+
+def check_lengths(model: ResolvedModel, sets: dict[str, Sentences]) -> None:
+    """Every sentence fits the model's source limit; an error names the file and its line."""
+    from inc_transformer_mt.data.tokenizer import Tokenizer
+    from inc_transformer_mt.inference.translate import encode_checked
+
+    if model.tokenizer_path is None or not Path(model.tokenizer_path).is_file():
+        raise UserError(f"{model.graph_path}: tokenizer {model.tokenizer_path} not found")
+    tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
+    for part in sets.values():
+        encode_checked(tokenizer, part.source, model.meta.max_source_tokens, part.path, first_line=part.first_line)
 
 
 # -------------------------------------------------------------------------------------------- baseline

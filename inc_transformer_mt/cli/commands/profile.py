@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.atomic import atomic_write, check_output_path
 from inc_transformer_mt.cli import options
 from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
 
@@ -31,6 +31,8 @@ def run(args) -> int:
     from inc_transformer_mt.env import cpu_model, isa_class
     from inc_transformer_mt.inference.translate import Translator
 
+    if args.md:
+        check_output_path(args.md)
     sentences, _, name = options.data_options(args).load(need_reference=False)
     max_tokens = args.max_tokens or MAX_TOKENS
     max_sentences = args.max_sentences or MAX_SENTENCES

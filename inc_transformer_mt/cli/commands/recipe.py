@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     from inc_transformer_mt.cli.commands.tune import add_set_option
 
     sub = p.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
-    for name, text in (("validate", "check a recipe (exit 0 valid, 2 invalid, naming key and line)"),
+    for name, text in (("validate", "check a recipe, its model and its data (exit 0 valid, 2 invalid, naming file, line and key)"),
                        ("show", "print the recipe with defaults filled in and paths resolved"),
                        ("plan", ("resolve the quantization rules against the model's graph: what each rule "
                                  "matches and the planned dtype per op type (exit 2 for a rule matching nothing)"))):
@@ -36,7 +36,10 @@ def run(args) -> int:
         return 0
     recipe = load_recipe(args.recipe, args.set or ())
     if args.recipe_command == "validate":
-        print(f"ok: {args.recipe} is a valid recipe")
+        from inc_transformer_mt.api import validate
+
+        validate(args.recipe, args.set or ())
+        print(f"ok: {args.recipe} is a valid recipe (its model and data files checked too)")
         return 0
     if args.recipe_command == "plan":
         from inc_transformer_mt.api import plan

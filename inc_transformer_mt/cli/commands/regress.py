@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from inc_transformer_mt.atomic import check_output_path
 from inc_transformer_mt.cli import options
 from inc_transformer_mt.defaults import REGRESS_SPEED_REPS
 
@@ -31,6 +32,8 @@ def run(args) -> int:
     from inc_transformer_mt.api import regress
     from inc_transformer_mt.regression.check import render_table, write_outputs
 
+    if args.junit:
+        check_output_path(args.junit)
     result = regress(args.model, args.manifest, model=options.model_options(args, args.model), limit=args.limit,
                      speed=args.speed, speed_reps=args.speed_reps, rebaseline=args.rebaseline,
                      log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.atomic import atomic_write, check_output_path
 from inc_transformer_mt.cli import options
 
 NAME = "translate"
@@ -24,10 +24,12 @@ def run(args) -> int:
     from inc_transformer_mt.api import translate
     from inc_transformer_mt.data.corpus import parse_lines, read_lines
 
+    if args.output:
+        check_output_path(args.output)
     if args.input == "-":
-        name, sentences = "<stdin>", parse_lines(sys.stdin.buffer, "<stdin>")
+        name, sentences = "<stdin>", parse_lines(sys.stdin.buffer, "<stdin>", allow_empty=True)
     else:
-        name, sentences = args.input, read_lines(args.input, what="input file")
+        name, sentences = args.input, read_lines(args.input, what="input file", allow_empty=True)
     outputs = translate(sentences, model=options.model_options(args), run=options.run_options(args), source_name=name)
     text = "".join(line + "\n" for line in outputs)
     if args.output:
