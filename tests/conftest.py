@@ -106,11 +106,39 @@ def eager_sequence_score(params, cfg, src_row, out_row):
 @pytest.fixture(scope="session")
 def tuned_tiny_result(tmp_path_factory, tiny_model_dir):
     """The tiny model tuned through the Python API (ITEX, min/max, one trial); references = its own FP32
-    output, so BLEU moves visibly when a test degrades a copy. Used by the API and regress tests."""
+    output, so BLEU moves visibly when a test degrades a copy. Used by the API, regress and reliability tests.
+
+    Under xdist it is built once per run, by whichever worker asks first (the others wait on a lock and read
+    it); tests only ever change copies of it."""
+    import fcntl
+
+    from inc_transformer_mt.report.tune_report import load_report
+    from inc_transformer_mt.tuning.pipeline import TuneResult
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _tune_tiny(tmp_path_factory.mktemp("tuned_tiny"), tiny_model_dir)
+    shared = tmp_path_factory.getbasetemp().parent  # this run's directory, common to its workers
+    with open(shared / "tuned_tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        work = shared / "tuned_tiny"
+        if (work / "done").is_file():
+            os.environ["INC_MT_CACHE"] = str(work / "cache")
+            out = Path((work / "done").read_text())
+            return TuneResult(report=load_report(out / "report.json"), out_dir=out)
+        if work.exists():  # a worker that died half-way
+            import shutil
+
+            shutil.rmtree(work)
+        work.mkdir()
+        result = _tune_tiny(work, tiny_model_dir)
+        (work / "done").write_text(str(result.out_dir))
+        return result
+
+
+def _tune_tiny(work: Path, tiny_model_dir: Path):
     import inc_transformer_mt as mt
     from inc_transformer_mt.data.corpus import multi30k_split, read_lines
 
-    work = tmp_path_factory.mktemp("tuned_tiny")
     src = read_lines(multi30k_split("val", "en"))[:56]
     hyps = [h if h.strip() else "." for h in mt.translate(src, model=mt.ModelOptions(tiny_model_dir))]
     (work / "src.en").write_text("".join(s + "\n" for s in src))

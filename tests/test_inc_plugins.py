@@ -178,19 +178,22 @@ def test_the_inc_engine_reaches_a_passing_model_like_the_own_engine(tuned_tiny_r
 
 @pytest.mark.slow
 def test_the_inc_engine_falls_back_by_sensitivity_and_keeps_itex_on_every_trial(tuned_tiny_result, tmp_path):
-    """A criterion the tiny model cannot meet: INC's loop runs the fallback configs in order, all on ITEX."""
+    """A criterion the tiny model cannot meet: INC's loop runs the fallback configs in order, all on ITEX.
+    The recipe keeps the encoder FP32 (a rule), so the fallback ranks only the decoder's 7 blocks."""
     import inc_transformer_mt as mt
 
     recipe = Path(tuned_tiny_result.report.recipe)
+    rules = "quantization.rules=[{op_type: MatMul, dtype: int8}, {op_name: '^transformer/encode/.*$', dtype: fp32}]"
     result = mt.tune(recipe, [f"outputs.dir={tmp_path / 'inc'}", "tuning.engine=inc", "tuning.fallback=sensitivity",
-                              "tuning.max_trials=3", "tuning.sensitivity_sentences=8",
+                              "tuning.max_trials=3", "tuning.sensitivity_sentences=8", rules,
                               "tuning.criterion={type: absolute, max_drop: 0.01}", "data.heldout="],
                      log=lambda s: None)
     r = result.report
     assert not result.passed and r.sensitivity
+    assert len(r.sensitivity) == 7 and not any("encode" in s.unit for s in r.sensitivity)
     assert [t.note for t in r.trials] == ["inc autotune, qdq"] * 3
     fp32_counts = [len(t.fp32_ops) for t in r.trials]
-    assert fp32_counts[0] == 0 and fp32_counts == sorted(fp32_counts) and len(set(fp32_counts)) == 3
+    assert fp32_counts[0] == 12 and fp32_counts == sorted(fp32_counts) and len(set(fp32_counts)) == 3
     assert r.trials[1].fp32_units == [r.sensitivity[0].unit]
     # each trial's published INT8 FLOPs share is the FLOPs of its INT8 MatMuls over all MatMul FLOPs
     flops = r.calibration.matmul_flops

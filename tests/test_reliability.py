@@ -307,6 +307,9 @@ def test_the_table_is_well_formed():
         assert case["exit"] == 0 or case.get("error") or case["exit"] == 1, f"{case['id']}: say the error words"
         for step in case.get("setup", []):
             assert len(set(step) & STEP_KINDS) == 1, (case["id"], step)
+    # the count the docs publish is the table's
+    for doc in (HERE.parent / "README.md", HERE.parent / "docs" / "design.md"):
+        assert re.search(rf"\b{len(CASES)} (bad inputs|cases)", doc.read_text(encoding="utf-8")), doc
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
