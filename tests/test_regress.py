@@ -95,10 +95,13 @@ def test_corrupted_calibration_threshold_is_caught(tuned_tiny, tmp_path, capsys)
             changed += 1
     assert changed > 10
     _save(gd, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())  # the tiny fixture's relative 0.99 is too loose
+    manifest["criterion"] = {"type": "absolute", "max_drop": 0.5}  # for a drop to show
+    (bad / "manifest.json").write_text(json.dumps(manifest))
     junit = tmp_path / "bad.xml"
     code, result = _regress(bad, "--junit", str(junit), capsys=capsys)
     assert code == 1
-    assert {"int8_bleu", "model_sha256"} <= _failed(result)
+    assert {"int8_bleu", "model_sha256", "drop_vs_fp32"} <= _failed(result)
     assert "int8_census" not in _failed(result)
     suite = ET.parse(junit).getroot()
     failed_cases = {case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None}

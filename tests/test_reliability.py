@@ -47,7 +47,7 @@ pytestmark = pytest.mark.tf
 
 #: what a case may say; anything else is a typo in the table, caught by test_the_table_is_well_formed
 CASE_KEYS = {"id", "was", "why", "setup", "argv", "stdin", "stdout", "fault", "process", "signal", "exit", "error",
-             "lacks_error", "out", "exist", "absent", "unchanged", "symlink", "contains", "lacks", "lines"}
+             "lacks_error", "out", "exist", "absent", "unchanged", "symlink", "contains", "lacks", "lines", "failed"}
 STEP_KINDS = {"write", "copy_model", "copy_tuned", "json", "fifo", "chardev", "symlink", "mkdir", "gzip_bomb",
               "flip_byte", "truncate", "manifest", "recipe", "lock"}
 #: the recipe every ``recipe`` step starts from (tiny model, a few Multi30k val sentences, one quick trial);
@@ -342,6 +342,9 @@ def test_case(case, places, tmp_path, monkeypatch, capsys):
             assert str(word).lower() not in errors[0].lower(), (word, errors[0])
     else:
         assert errors == [], err[-2000:]
+    if case.get("failed"):  # regress --json: these checks (and no others) failed
+        checks = json.loads(out)["checks"]
+        assert {c["name"] for c in checks if c["status"] == "fail"} == set(case["failed"]), checks
     for word in case.get("out", []):
         assert word in out, (word, out[-2000:])
     for name in case.get("exist", []):
