@@ -67,26 +67,11 @@ def _terminated(signum, frame) -> None:
     raise Terminated
 
 
-def _check_streams() -> None:
-    """Python sets ``sys.stdin``/``sys.stdout`` to None when the descriptor was closed (``<&-``, ``>&-``)."""
+def _check_stdout() -> None:
+    """Python sets ``sys.stdout`` to None when the descriptor was closed (``>&-``): a runtime failure, before any
+    work (a closed stdin is checked where it is read: ``translate -``)."""
     if sys.stdout is None:
         raise StdoutFailure("cannot write to stdout: it is closed")
-    if sys.stdin is None:
-        sys.stdin = _ClosedStdin()
-
-
-class _ClosedStdin:
-    """Stands in for a closed stdin: reading it is bad input (the command was told to read from it)."""
-
-    @property
-    def buffer(self):
-        raise UserError("stdin is closed: give an input file, or pipe the sentences in")
-
-    def read(self, *a):
-        return self.buffer
-
-    def __iter__(self):
-        return self.buffer
 
 
 def _flush_stdout() -> None:
@@ -145,7 +130,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if main_thread:
         previous = signal.signal(signal.SIGTERM, _terminated)  # a CI timeout: unwind, close workers, one line
     try:
-        _check_streams()
+        _check_stdout()
         code = int(args.func(args))
         _flush_stdout()
         return code

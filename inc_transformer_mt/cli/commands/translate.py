@@ -7,6 +7,7 @@ from pathlib import Path
 
 from inc_transformer_mt.atomic import atomic_write, check_output_path
 from inc_transformer_mt.cli import options
+from inc_transformer_mt.errors import UserError
 
 NAME = "translate"
 HELP = "translate a file (or stdin) to stdout or a file"
@@ -27,6 +28,8 @@ def run(args) -> int:
     if args.output:
         check_output_path(args.output)
     if args.input == "-":
+        if sys.stdin is None:  # `<&-`
+            raise UserError("stdin is closed: give an input file, or pipe the sentences in")
         name, sentences = "<stdin>", parse_lines(sys.stdin.buffer, "<stdin>", allow_empty=True)
     else:
         name, sentences = args.input, read_lines(args.input, what="input file", allow_empty=True)
