@@ -12,6 +12,8 @@ both behave the same. TensorFlow is imported only when a function runs a graph.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -304,11 +306,25 @@ def regress(model_dir: str | Path, manifest: str | Path | None = None, *, model:
                        tokenizer=None if model.tokenizer is None else str(model.tokenizer), log=log)
 
 
+def _cached_graph_intact(out: Path) -> bool:
+    """Whether a cached optimized model directory is complete and its graph unchanged since it was written."""
+    from inc_transformer_mt.report.manifest import sha256_file
+
+    try:
+        recorded = json.loads((out / "cache.json").read_text())["graph_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (out / "passes.json").is_file() and (out / "model.pb.gz").is_file() \
+        and sha256_file(out / "model.pb.gz") == recorded
+
+
 def optimized_model(model: ModelOptions, passes: Sequence[str] | None = None, *, log: Log | None = None) -> Path:
     """A model directory with the exact graph passes applied (default: the default passes), kept in the cache.
 
     The directory is keyed by the graph's bytes, the passes and this package's version, and written
-    atomically (a temporary directory renamed into place), so concurrent callers never see half of it.
+    atomically (a temporary directory renamed into place), so concurrent callers never see half of it. A cached
+    directory is used only when its graph still has the sha256 recorded when it was written; otherwise it is
+    rebuilt.
     """
     import hashlib
     import os
@@ -319,20 +335,25 @@ def optimized_model(model: ModelOptions, passes: Sequence[str] | None = None, *,
     from inc_transformer_mt.model.graph import load_graph_def
     from inc_transformer_mt.passes import apply_passes
     from inc_transformer_mt.passes.output import write_optimized_model
+    from inc_transformer_mt.report.manifest import sha256_file
     from inc_transformer_mt.tuning.stages import cache_dir
 
     names = list(DEFAULT_PASSES if passes is None else passes)
     resolved = model.resolve()
     key = hashlib.sha256(resolved.graph_path.read_bytes() + repr((names, __version__)).encode()).hexdigest()[:20]
     out = cache_dir() / "optimized" / key
-    if (out / "passes.json").is_file():
+    if _cached_graph_intact(out):
         return out
+    if out.exists():
+        logging.getLogger(__name__).warning("the cached optimized model %s is damaged; rebuilding it", out)
+        shutil.rmtree(out, ignore_errors=True)
     if log:
         log(f"applying {', '.join(names)} to {resolved.graph_path} (cached in {out})")
     new, reports = apply_passes(load_graph_def(resolved.graph_path), names)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     write_optimized_model(resolved, new, names, tmp, {"model": str(resolved.graph_path), "passes": reports})
+    (tmp / "cache.json").write_text(json.dumps({"graph_sha256": sha256_file(tmp / "model.pb.gz")}))
     try:
         os.replace(tmp, out)
     except OSError:  # another process won the race: its copy is the same

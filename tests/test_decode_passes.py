@@ -250,6 +250,10 @@ def test_optimized_model_is_cached_and_runnable(tiny_model_dir, tmp_path, monkey
     assert mt.optimized_model(mt.ModelOptions(tiny_model_dir)) == out  # cached: not rebuilt
     assert (out / "model.pb.gz").stat().st_mtime_ns == stamp
     assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]  # no staging directory left behind
+    good = (out / "model.pb.gz").read_bytes()
+    (out / "model.pb.gz").write_bytes(good[:-100])  # damaged in the cache: found on read, rebuilt
+    assert mt.optimized_model(mt.ModelOptions(tiny_model_dir)) == out
+    assert (out / "model.pb.gz").read_bytes() == good
     src = ["A dog runs in the park.", "Two men are talking."]
     assert mt.translate(src, model=mt.ModelOptions(out)) == mt.translate(src, model=mt.ModelOptions(tiny_model_dir))
 
