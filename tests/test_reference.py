@@ -101,7 +101,7 @@ def test_demo_tunes_the_reference_model_and_reports(tmp_path, capsys, monkeypatc
 
     monkeypatch.setenv("INC_MT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    sets = ["data.tuning.size=24", "data.calibration.size=8", "data.heldout.size=16", "tuning.max_trials=1",
+    sets = ["data.tuning.size=16", "data.calibration.size=8", "data.heldout.size=8", "tuning.max_trials=1",
             "tuning.fallback=none", "tuning.criterion.type=relative", "tuning.criterion.max_drop=0.99",
             "calibration.batch_size=8"]
     code = main(["demo", "--out", str(out), *[a for s in sets for a in ("--set", s)]])
@@ -122,5 +122,5 @@ def test_demo_tunes_the_reference_model_and_reports(tmp_path, capsys, monkeypatc
     assert flops["transformer/while/logits/MatMul"] / flops["transformer/while/layer_0/self_attention/MatMul"] \
         == pytest.approx(8000 / 256)
     assert i8["matmul_flops_int8_share"] == 1.0
-    assert report["heldout"]["sentences"] == 16
+    assert report["heldout"]["sentences"] == 8
     assert (out / "model.pb.gz").is_file() and (out / "recipe.resolved.yaml").is_file()

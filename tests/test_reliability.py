@@ -318,8 +318,22 @@ def test_the_table_is_well_formed():
         assert re.search(rf"\b{len(CASES)} (bad inputs|cases)", doc.read_text(encoding="utf-8")), doc
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def is_long(case: dict[str, Any]) -> bool:
+    """A row that starts a child process or runs a whole tune or regress (seconds each): run from
+    tests/test_reliability_long.py, so that the two xdist workers share the table."""
+    return bool(case.get("process")) or (case["argv"][:1] in (["tune"], ["regress"]) and case["exit"] != 2)
+
+
+SHORT = [c for c in CASES if not is_long(c)]
+
+
+@pytest.mark.parametrize("case", SHORT, ids=[c["id"] for c in SHORT])
 def test_case(case, places, tmp_path, monkeypatch, capsys):
+    run_case(case, places, tmp_path, monkeypatch, capsys)
+
+
+def run_case(case, places, tmp_path, monkeypatch, capsys) -> None:
+    """Set up, run and check one row of the table (see the module docstring)."""
     case = _fill(case, places)
     root = tmp_path / "work"
     root.mkdir()
