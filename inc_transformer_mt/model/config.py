@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from inc_transformer_mt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID
 from inc_transformer_mt.defaults import BACKENDS
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.recipe.loader import first_error
 from inc_transformer_mt.recipe.schema import RuntimeSpec
 
 __all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
@@ -87,7 +88,7 @@ class GraphMeta:
         try:
             checked = MetaFile.model_validate(data)
         except ValidationError as exc:
-            raise UserError(f"{path}: {_first_error(exc)}") from None
+            raise UserError(f"{path}: {first_error(exc)}") from None
         fields = checked.model_dump(exclude_unset=True, exclude={"model"})
         model = checked.model.model_dump(exclude_unset=True) if checked.model is not None else None
         return cls(**fields, model=model)
@@ -140,10 +141,3 @@ class MetaFile(_Checked):
     pad_id: int = Field(GraphMeta.pad_id, ge=0)
     model: ModelSection | None = None
 
-
-def _first_error(exc: ValidationError) -> str:
-    """``key.path: message`` of the first error, in the recipe's and the manifest's words."""
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(err["type"], err["msg"])
-    return f"{key}: {msg}"

@@ -85,7 +85,8 @@ def _apply_override(data: dict[str, Any], keys: list[str], value: Any, text: str
     node[keys[-1]] = value
 
 
-def _message(error: dict[str, Any]) -> str:
+def error_message(error: dict[str, Any]) -> str:
+    """One pydantic error in the words every file check of the package uses (recipes, model.json, manifests)."""
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -93,6 +94,12 @@ def _message(error: dict[str, Any]) -> str:
         return "missing required key"
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def first_error(exc: ValidationError) -> str:
+    """``dotted.key: message`` of a validation error's first problem."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {error_message(err)}"
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
@@ -146,7 +153,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         where = f"{path}:{line}" if line is not None else str(path)
         origin = " (from --set)" if any(loc[: len(k)] == k for k in overridden) else ""
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UserError(f"{where}: {dotted}: {_message(first)}{origin}{more}") from None
+        raise UserError(f"{where}: {dotted}: {error_message(first)}{origin}{more}") from None
 
 
 def key_lines(path: str | Path) -> dict[KeyPath, int]:

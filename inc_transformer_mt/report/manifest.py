@@ -21,6 +21,7 @@ from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.defaults import CRITERION_TYPES, MAX_ABSOLUTE_DROP
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.metrics.criterion import Criterion
+from inc_transformer_mt.recipe.loader import first_error
 from inc_transformer_mt.report.tune_report import SetInfo, TuneReport
 
 __all__ = [
@@ -160,10 +161,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(err["type"], err["msg"])
-        raise UserError(f"{path}: {key}: {msg}") from None
+        raise UserError(f"{path}: {first_error(exc)}") from None
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> Path:

@@ -62,14 +62,19 @@ def check_output_dir(out: Path, policy: str, protected: Path | None = None) -> N
         if _written_by_us(out) is None:
             raise UserError(f"outputs.dir: {out} holds files this package did not write (no valid report.json); "
                             "outputs.overwrite 'replace' only replaces a previous tune's output")
-    parent = out.parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
+    parent = _make_parent(out)
     if not os.access(parent, os.W_OK):
         raise UserError(f"outputs.dir: {parent} is not writable")
+
+
+def _make_parent(out: Path) -> Path:
+    """``out``'s parent directory, created when missing (a UserError naming outputs.dir when it cannot be)."""
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
+    return parent
 
 
 @contextlib.contextmanager
@@ -77,12 +82,7 @@ def output_lock(out: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``out`` for the whole tune: a second tune on the same directory fails at once
     (exit 2) instead of racing it to the final rename. Staging directories a killed tune left are removed
     under the lock (no live tune can own them then). The lock file is removed on the way out."""
-    parent = out.parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"outputs.dir: cannot create {parent} ({exc.strerror})") from None
+    parent = _make_parent(out)
     path = parent / f".{out.name}.lock"
     while True:
         try:

@@ -26,6 +26,7 @@ from inc_transformer_mt.metrics.criterion import Criterion
 from inc_transformer_mt.model.graph import ResolvedModel
 from inc_transformer_mt.quant.plan import QuantPlan
 from inc_transformer_mt.recipe import Recipe, load_recipe, resolve_paths
+from inc_transformer_mt.recipe.loader import error_message, key_lines
 from inc_transformer_mt.recipe.schema import SplitSpec
 from inc_transformer_mt.report.tune_report import (
     CalibrationInfo,
@@ -136,8 +137,7 @@ def load_recipe_file(recipe_path: Path, overrides: Sequence[str]) -> Recipe:
         return resolve_paths(load_recipe(recipe_path, overrides), recipe_path.resolve().parent)
     except ValidationError as exc:
         err = exc.errors()[0]
-        keys = [str(k) for k in err["loc"]]
-        raise UserError(f"{_where(recipe_path, *keys)}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise UserError(f"{_where(recipe_path, *map(str, err['loc']))}: {error_message(err)}") from None
 
 
 def load_inputs(recipe_path: Path, recipe: Recipe) -> TuneInputs:
@@ -168,7 +168,6 @@ MAX_SHARED_FRACTION = 0.10
 
 def _where(recipe_path: Path, *keys: str) -> str:
     """``recipe.yaml:LINE: a.b`` for errors found after validation (the line when the key is written)."""
-    from inc_transformer_mt.recipe.loader import key_lines
 
     line = key_lines(recipe_path).get(tuple(keys))
     return f"{recipe_path}:{line}: {'.'.join(keys)}" if line else f"{recipe_path}: {'.'.join(keys)}"
