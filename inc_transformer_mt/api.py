@@ -41,6 +41,7 @@ __all__ = [
     "RunOptions",
     "benchmark",
     "evaluate",
+    "import_model",
     "open_translator",
     "optimized_model",
     "plan",
@@ -288,6 +289,123 @@ def evaluate(*, model: ModelOptions = ModelOptions(), data: DataOptions = DataOp
                             signature=bleu.signature, bleu_details=bleu.to_dict(), seconds=round(seconds, 2),
                             sentences_per_second=round(len(src) / seconds, 2) if seconds else None,
                             batches=batches, hypotheses=hyps)
+
+
+@dataclass
+class ImportResult:
+    """What ``import_model`` wrote and checked."""
+
+    out: str
+    signature: str
+    roles: dict[str, Any]
+    notes: list[str]
+    census: dict[str, Any]
+    check: dict[str, Any] | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.check is None or bool(self.check["identical"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def import_model(saved_model: str | Path, out: str | Path, *, signature: str | None = None,
+                 input_key: str | None = None, output_key: str | None = None, score_key: str | None = None,
+                 tokenizer: str | Path | None = None, eos_id: int | None = None, pad_id: int | None = None,
+                 max_source_tokens: int = 200, check: DataOptions | None = None,
+                 log: Log = lambda s: None) -> ImportResult:
+    """A TF2 SavedModel as a model directory the package runs and tunes (frozen, v1 control flow, ids in and
+    out; :mod:`inc_transformer_mt.model.importer`). With ``check``, the SavedModel's own signature and the imported
+    graph translate the check sentences, and the directory is written only when they agree token for token."""
+    import dataclasses
+    import os
+    import shutil
+
+    import tensorflow as tf
+
+    from inc_transformer_mt.model import importer
+    from inc_transformer_mt.model.analysis import op_census
+    from inc_transformer_mt.model.graph import resolve_model
+
+    saved_model, out = Path(saved_model), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: output directory is not empty")
+    if tokenizer is not None and not Path(tokenizer).is_file():
+        raise UserError(f"{tokenizer}: tokenizer file not found")
+    log(f"loading {saved_model}")
+    imported, roles, src_vocab, tgt_vocab, key = importer.import_saved_model(
+        saved_model, signature=signature, input_key=input_key, output_key=output_key, score_key=score_key,
+        pad_id=pad_id)
+    eos, pad, skip = importer.special_ids(tgt_vocab, eos_id=eos_id, pad_id=pad_id, path=saved_model)
+    provenance = {"saved_model": str(saved_model.resolve()), "signature": key, "cut": imported.notes,
+                  "tensorflow": tf.__version__}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.import-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        importer.write_model_dir(staging, imported, tokenizer=None if tokenizer is None else Path(tokenizer),
+                                 tokenizer_options=importer.toolkit_tokenizer_options(saved_model),
+                                 source_vocab=src_vocab, target_vocab=tgt_vocab, eos_id=eos, pad_id=pad,
+                                 skip_ids=skip, max_source_tokens=max_source_tokens, provenance=provenance)
+        result = ImportResult(out=str(out), signature=key, roles=dataclasses.asdict(roles), notes=imported.notes,
+                              census=op_census(imported.graph_def).to_dict())
+        if check is not None:
+            result.check = _check_import(staging, saved_model, key, roles, check, result.notes, log)
+            if not result.identical:
+                return result
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ids_of(translator, sentences: Sequence[str], batch: int = 32) -> list[list[int]]:
+    tok = translator.tokenizer
+    out: list[list[int]] = []
+    for start in range(0, len(sentences), batch):
+        out.extend([int(i) for i in row] for row in translator.run_batch([tok.encode(s) for s in
+                                                                           sentences[start:start + batch]]))
+    return out
+
+
+def _check_import(staging: Path, saved_model: Path, signature: str, roles, check: DataOptions, notes: list[str],
+                  log: Log) -> dict[str, Any]:
+    """The imported graph against the SavedModel's own signature, token by token on ``check``'s sentences, both
+    run without plug-in graph optimizers (stock TensorFlow's optimizations). When ITEX is loaded, the imported graph
+    also runs with ITEX's graph optimizer; if that changes a translation, the model is marked to run without it
+    (model.json ``model.plugin_optimizers: false``)."""
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model import importer
+    from inc_transformer_mt.model.graph import resolve_model
+    from inc_transformer_mt.runtime import itex_loaded
+
+    src, _, label = check.load(need_reference=False)
+    log(f"checking the import against the SavedModel on {len(src)} sentences of {label}")
+    model = resolve_model(staging)
+    with Translator(model, plugin_optimizers=False) as translator:
+        tok = translator.tokenizer
+        tokens_of = getattr(tok, "tokens", None) if roles.input_is_string else tok.encode
+        if tokens_of is None:
+            raise UserError(f"{saved_model}: the signature takes token strings; the tokenizer must give them "
+                            "(a tokenizer.json of type opennmt)")
+        theirs = importer.saved_model_outputs(saved_model, signature, roles, [tokens_of(s) for s in src],
+                                              model.meta.pad_id)
+        result = {"data": label, **importer.compare(theirs, _ids_of(translator, src), tok, roles)}
+    if result["identical"] and itex_loaded():
+        with Translator(model, plugin_optimizers=True) as translator:
+            with_plugin = importer.compare(theirs, _ids_of(translator, src), tok, roles)
+        result["itex_graph_optimizer"] = {k: with_plugin[k] for k in ("differing", "differing_lines")}
+        if not with_plugin["identical"]:
+            notes.append(f"ITEX's graph optimizer changes {with_plugin['differing']}/{len(src)} translations of "
+                         "this graph: it runs with plug-in graph optimizers off (model.plugin_optimizers false)")
+            meta = json.loads((staging / "model.json").read_text())
+            meta["model"]["plugin_optimizers"] = False
+            atomic_write(staging / "model.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return result
 
 
 def regress(model_dir: str | Path, manifest: str | Path | None = None, *, model: ModelOptions = ModelOptions(),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from inc_transformer_mt.data.batching import make_batches, restore_order, sort_by_length
-from inc_transformer_mt.data.tokenizer import Tokenizer
+from inc_transformer_mt.data.tokenizer import load_tokenizer
 from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
 from inc_transformer_mt.env import available_cores
 from inc_transformer_mt.errors import RuntimeFailure, UserError
@@ -167,7 +167,7 @@ class StreamPool:
         if spec.max_tokens < 1 or spec.max_sentences < 1:
             raise UserError("max_tokens and max_sentences must be positive")
         self.model, self.spec = model, spec
-        self.tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
+        self.tokenizer = load_tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
         self.plan = plan_cores(spec.cores if spec.cores is not None else available_cores(), spec.streams,
                                spec.threads)
         ctx = mp.get_context("spawn")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inc_transformer_mt.data.batching import make_batches, pad_batch, restore_order, sort_by_length
-from inc_transformer_mt.data.tokenizer import Tokenizer
+from inc_transformer_mt.data.tokenizer import TokenizerLike, load_tokenizer
 from inc_transformer_mt.defaults import MAX_SENTENCES, MAX_TOKENS
 from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.graph import ResolvedModel, check_tensor, load_graph_def
@@ -20,7 +20,7 @@ __all__ = ["TranslationStats", "Translator", "encode_checked"]
 logger = logging.getLogger(__name__)
 
 
-def encode_checked(tokenizer: Tokenizer, sentences: Sequence[str], max_source_tokens: int,
+def encode_checked(tokenizer: TokenizerLike, sentences: Sequence[str], max_source_tokens: int,
                    source_name: str = "input", *, first_line: int = 1) -> list[list[int]]:
     """Subword ids of every sentence; a UserError naming the line (``sentences[0]`` is ``first_line``) when one is
     over the model's limit."""
@@ -63,9 +63,13 @@ class Translator:
         model: graph path, metadata and tokenizer (see :func:`resolve_model`).
         graph_def: an already loaded GraphDef (skips reading ``model.graph_path``).
         intra_threads / inter_threads: TF thread pools (0 = TensorFlow's default).
+        plugin_optimizers: run the graph optimizers of TensorFlow plug-ins (ITEX's) on the graph; default:
+            model.json's ``model.plugin_optimizers``, else on. ``inc-mt import`` turns them off for a graph whose
+            translations they change.
     """
 
-    def __init__(self, model: ResolvedModel, *, graph_def=None, intra_threads: int = 0, inter_threads: int = 0):
+    def __init__(self, model: ResolvedModel, *, graph_def=None, intra_threads: int = 0, inter_threads: int = 0,
+                 plugin_optimizers: bool | None = None):
         import tensorflow as tf
 
         self.model = model
@@ -73,7 +77,7 @@ class Translator:
         self.graph_def = graph_def if graph_def is not None else load_graph_def(path)
         if model.tokenizer_path is None:
             raise UserError(f"{path}: no tokenizer given (use --tokenizer or a model.json)")
-        self.tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
+        self.tokenizer = load_tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
         meta = model.meta
         self.input_name = check_tensor(self.graph_def, meta.input_tensor, "input tensor", path)
         self.output_name = check_tensor(self.graph_def, meta.output_tensor, "output tensor", path)
@@ -94,6 +98,13 @@ class Translator:
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=intra_threads, inter_op_parallelism_threads=inter_threads
         )
+        if plugin_optimizers is None:
+            plugin_optimizers = (meta.model or {}).get("plugin_optimizers") is not False
+        if not plugin_optimizers:
+            from tensorflow.core.protobuf import rewriter_config_pb2
+
+            config.graph_options.rewrite_options.use_plugin_optimizers = rewriter_config_pb2.RewriterConfig.OFF
+        self.plugin_optimizers = plugin_optimizers
         self.session = tf.compat.v1.Session(graph=graph, config=config)
         self.stats = TranslationStats()
 

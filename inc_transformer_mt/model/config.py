@@ -102,6 +102,15 @@ class _Checked(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+class ImportSection(_Checked):
+    """model.json ``model.imported_from``: the SavedModel ``inc-mt import`` made this graph from."""
+
+    saved_model: StrictStr
+    signature: StrictStr
+    cut: list[StrictStr] = []
+    tensorflow: StrictStr | None = None
+
+
 class ModelSection(_Checked):
     """model.json ``model``: the architecture (:class:`ModelConfig`, every key optional) and how the graph was
     made (its file, quantization, passes and the runtime a tuned model is meant to run with)."""
@@ -127,6 +136,10 @@ class ModelSection(_Checked):
     source_sha256: StrictStr | None = None
     passes: list[StrictStr] | None = None
     runtime: RuntimeSpec | None = None
+    imported_from: ImportSection | None = None
+    plugin_optimizers: StrictBool | None = Field(None, description="false: run sessions without the graph "
+                                                 "optimizers of TensorFlow plug-ins (ITEX), which change this "
+                                                 "graph's translations")
 
 
 class MetaFile(_Checked):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.data.tokenizer import copy_tokenizer
 
 __all__ = ["write_optimized_model"]
 
@@ -24,8 +24,7 @@ def write_optimized_model(model, graph_def, names: list[str], out: Path, record:
     meta["model"] = {**(meta.get("model") or {}), "graph": "model.pb.gz",
                      "passes": [*(meta.get("model") or {}).get("passes", []), *names]}
     if model.tokenizer_path and Path(model.tokenizer_path).is_file():
-        shutil.copyfile(model.tokenizer_path, out / "spm.model")
-        meta["tokenizer"] = "spm.model"
+        meta["tokenizer"] = copy_tokenizer(model.tokenizer_path, out)
     atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
     atomic_write(out / "passes.json", json.dumps(record, indent=2) + "\n")
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inc_transformer_mt.atomic import atomic_write
+from inc_transformer_mt.data.tokenizer import copy_tokenizer
 from inc_transformer_mt.env import isa_class
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.graph import ResolvedModel
@@ -143,9 +144,10 @@ def publish_dir(staging: Path, out: Path, policy: str) -> None:
         os.replace(staging, out)
 
 
-def _model_json(model: ResolvedModel, recipe: Recipe, source_sha256: str, passes: list[str]) -> str:
+def _model_json(model: ResolvedModel, recipe: Recipe, source_sha256: str, passes: list[str],
+                tokenizer: str | None) -> str:
     meta: dict[str, Any] = model.meta.to_dict()
-    meta["tokenizer"] = "spm.model" if model.tokenizer_path else None
+    meta["tokenizer"] = tokenizer
     meta["model"] = {**(meta.get("model") or {}), "graph": GRAPH_NAME, "quantized": "int8", "backend": recipe.backend,
                      "source_sha256": source_sha256, "passes": passes, "runtime": recipe.runtime.model_dump()}
     return json.dumps(meta, indent=2) + "\n"
@@ -156,9 +158,8 @@ def _write_model(staging: Path, out_dir: Path, report: TuneReport, graph_def, mo
     """The INT8 graph, its model.json, tokenizer and manifest; returns the report with the graph's path."""
     atomic_write(staging / GRAPH_NAME, graph_def.SerializeToString(deterministic=True), gzip_level=6)
     applied = list(recipe.passes) if report.passes is not None and report.passes.accepted else []
-    atomic_write(staging / "model.json", _model_json(model, recipe, report.model.sha256, applied))
-    if model.tokenizer_path:
-        atomic_write(staging / "spm.model", Path(model.tokenizer_path).read_bytes())
+    tokenizer = copy_tokenizer(model.tokenizer_path, staging) if model.tokenizer_path else None
+    atomic_write(staging / "model.json", _model_json(model, recipe, report.model.sha256, applied, tokenizer))
     report = report.model_copy(update={"int8": report.int8.model_copy(update={"graph": str(out_dir / GRAPH_NAME)})})
     manifest = manifest_from_report(report, out_dir=out_dir, graph=staging / GRAPH_NAME, fp32_graph=model.graph_path,
                                     recipe=recipe_path, src_lang=recipe.data.src_lang, tgt_lang=recipe.data.tgt_lang,

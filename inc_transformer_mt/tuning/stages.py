@@ -195,12 +195,12 @@ def check_disjoint(recipe_path: Path, sets: dict[str, Sentences]) -> None:
 
 def check_lengths(model: ResolvedModel, sets: dict[str, Sentences]) -> None:
     """Every sentence fits the model's source limit; an error names the file and its line."""
-    from inc_transformer_mt.data.tokenizer import Tokenizer
+    from inc_transformer_mt.data.tokenizer import load_tokenizer
     from inc_transformer_mt.inference.translate import encode_checked
 
     if model.tokenizer_path is None or not Path(model.tokenizer_path).is_file():
         raise UserError(f"{model.graph_path}: tokenizer {model.tokenizer_path} not found")
-    tokenizer = Tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
+    tokenizer = load_tokenizer(model.tokenizer_path, eos_id=model.meta.eos_id, pad_id=model.meta.pad_id)
     for part in sets.values():
         encode_checked(tokenizer, part.source, model.meta.max_source_tokens, part.path, first_line=part.first_line)
 

@@ -3,5 +3,5 @@
 To add a command, write such a module and list it in :data:`COMMANDS`, in the order ``inc-mt --help`` shows.
 """
 
-COMMANDS = ("translate", "evaluate", "info", "tune", "demo", "regress", "benchmark", "profile", "optimize",
+COMMANDS = ("translate", "evaluate", "info", "tune", "demo", "regress", "benchmark", "profile", "optimize", "import_model",
             "recipe", "fetch_data")
