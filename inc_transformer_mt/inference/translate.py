@@ -34,6 +34,16 @@ def encode_checked(tokenizer: TokenizerLike, sentences: Sequence[str], max_sourc
     return ids
 
 
+def op_error_line(exc) -> str:
+    """The line of a TensorFlow OpError that says what failed: graph-mode messages start with "Graph execution
+    error:" and "Detected at node" traces; the cause is the last line that is not part of those."""
+    lines = [ln.strip() for ln in str(getattr(exc, "message", exc)).splitlines() if ln.strip()]
+    noise = ("Graph execution error", "Detected at node", "Node:", "defined at", "Original stack trace",
+             "[[", "File ", "Function call stack")
+    useful = [ln for ln in lines if not ln.startswith(noise)]
+    return (useful[-1] if useful else lines[0] if lines else type(exc).__name__)[:500]
+
+
 @dataclass
 class TranslationStats:
     sentences: int = 0
@@ -130,7 +140,7 @@ class Translator:
         except tf.errors.OpError as exc:
             raise RuntimeFailure(
                 f"{self.model.graph_path}: running the graph failed ({exc.__class__.__name__}: "
-                f"{str(exc.message).splitlines()[0]})"
+                f"{op_error_line(exc)})"
             ) from None
 
     def translate(

@@ -191,6 +191,83 @@ def freeze_lowered(fn, path: Path):
     return graph_def, by_key, outputs
 
 
+def bypass_constant_identities(graph_def) -> int:
+    """In place: an ``Identity`` that passes on a constant (a ``Const``, or a loop-constant ``Enter``) in its own
+    frame is bypassed, so a loop weight reads ``Const -> Enter(is_constant) -> MatMul`` as in a TF1 graph (where INC
+    recognises it) instead of through the chain of function-input identities the lowering leaves
+    (``Const -> Identity -> Enter -> Identity -> Identity -> MatMul``). Control edges from a bypassed identity move
+    to its input. Returns the number bypassed."""
+    from inc_transformer_mt.model.analysis import node_frames
+
+    frames, _ = node_frames(graph_def)
+    by_name = {n.name: n for n in graph_def.node}
+    keep = {_op(t) for t in (f"{INPUT_NAME}", f"{OUTPUT_NAME}", f"{SCORE_NAME}")}
+
+    def constant(node) -> bool:
+        return node.op == "Const" or (node.op == "Enter" and node.attr["is_constant"].b)
+
+    target: dict[str, str] = {}
+    for n in graph_def.node:
+        if n.op != "Identity" or n.name in keep:
+            continue
+        src = by_name.get(_op(n.input[0]))
+        if src is None or n.input[0].startswith("^") or _tensor(n.input[0]).rsplit(":", 1)[1] != "0":
+            continue
+        while src is not None and src.name in target:
+            src = by_name[target[src.name]]
+        if src is not None and constant(src) and frames.get(src.name, "") == frames.get(n.name, ""):
+            target[n.name] = src.name
+
+    def final(name: str) -> str:
+        while name in target:
+            name = target[name]
+        return name
+
+    if not target:
+        return 0
+    for n in graph_def.node:
+        if n.name in target:
+            continue
+        new = []
+        for i in n.input:
+            op = _op(i)
+            if op in target:
+                i = f"^{final(op)}" if i.startswith("^") else final(op)
+            if not (i.startswith("^") and i in new):
+                new.append(i)
+        n.input[:] = new
+    kept = [n for n in graph_def.node if n.name not in target]
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    return len(target)
+
+
+def unswitch_branch_weights(graph_def) -> int:
+    """In place: a MatMul inside a lowered ``cond`` branch reads its constant weight through the branch's
+    ``Switch`` (``Enter(is_constant) -> Switch -> Identity -> MatMul``); it reads the constant directly instead.
+    The MatMul stays gated by the branch through its other input (a dead input makes it dead), so the branch
+    semantics do not change, and INC sees a loop weight it can quantize. Returns the number rewired."""
+    by_name = {n.name: n for n in graph_def.node}
+
+    def constant_behind(tensor: str) -> str | None:
+        node, switched = by_name.get(_op(tensor)), False
+        while node is not None and node.op in ("Identity", "Switch"):
+            switched |= node.op == "Switch"
+            node = by_name.get(_op(node.input[0]))
+        if node is not None and switched and (node.op == "Const" or (node.op == "Enter" and node.attr["is_constant"].b)):
+            return node.name
+        return None
+
+    done = 0
+    for n in graph_def.node:
+        if n.op == "MatMul" and len(n.input) >= 2 and constant_behind(n.input[0]) is None:
+            src = constant_behind(n.input[1])
+            if src is not None:
+                n.input[1] = src
+                done += 1
+    return done
+
+
 def anchor_loop_constants(graph_def) -> int:
     """In place: a constant with no inputs that is read inside a while-loop frame gets the control input the
     frame's other constants have (so the executor runs it in that frame); one read in several frames gets a copy
@@ -467,9 +544,15 @@ def import_saved_model(path: Path, *, signature: str | None = None, input_key: s
     loaded, fn, key = load_signature(path, signature)  # ``loaded`` owns the variables: keep it alive
     roles = find_roles(fn, path, input_key=input_key, output_key=output_key, score_key=score_key)
     graph_def, placeholders, outputs = freeze_lowered(fn, path)
-    anchored = anchor_loop_constants(graph_def)
     pad = 0 if pad_id is None else pad_id
     imported = cut_at_ids(graph_def, roles, placeholders, outputs, pad, path)
+    unswitched = unswitch_branch_weights(imported.graph_def)
+    bypassed = bypass_constant_identities(imported.graph_def)
+    if unswitched:
+        imported.notes.append(f"{unswitched} MatMul weight(s) inside a cond branch read their constant directly")
+    anchored = anchor_loop_constants(imported.graph_def)
+    if bypassed:
+        imported.notes.append(f"{bypassed} identities on constants bypassed (loop weights read Const -> Enter)")
     if anchored:
         imported.notes.append(f"{anchored} loop constant(s) anchored in their frame")
     src, tgt = vocabularies(fn, imported)
