@@ -347,7 +347,7 @@ def read_spec(path: Path) -> TokenizerSpec:
         raise UserError(f"{path}: type: expected one of {', '.join(TOKENIZER_TYPES)}, got {kind!r}")
     need = {"sentencepiece": ("vocab",), "subword": ("vocab",), "opennmt": ("options", "source_vocab", "target_vocab")}
     for key in need[kind]:
-        if not data.get(key):
+        if data.get(key) in (None, ""):
             raise UserError(f"{path}: {key}: required for a {kind} tokenizer")
     for key in ("vocab", "source_vocab", "target_vocab"):
         if key in data and not isinstance(data[key], str):

@@ -597,15 +597,14 @@ def saved_model_outputs(path: Path, signature: str, roles: Roles, token_rows: Se
 
 
 def same_tokens(theirs: Sequence[Any], ours: Sequence[int], tokenizer, roles: Roles) -> bool:
-    """Whether the SavedModel's output row and the imported graph's ids are the same tokens (up to the end of
-    sentence, padding and skipped ids dropped)."""
+    """Whether the SavedModel's output row and the imported graph's ids are the same tokens, up to the end of
+    sentence (string outputs: the ids read through the target vocabulary; empty strings are padding)."""
     mine = _first_until([int(i) for i in ours], tokenizer.eos_id)
-    skip = getattr(tokenizer, "skip", {tokenizer.pad_id})
     if roles.output_is_string:
-        ref = _first_until([t for t in theirs if t], tokenizer.target[tokenizer.eos_id])
-        return [tokenizer.target[i] if i < len(tokenizer.target) else "<unk>" for i in mine if i not in skip] == ref
-    ref = _first_until(list(theirs), tokenizer.eos_id)
-    return [i for i in mine if i not in skip] == [i for i in ref if i not in skip]
+        target = tokenizer.target
+        ref = _first_until([t for t in theirs if t], target[tokenizer.eos_id])
+        return [target[i] if i < len(target) else "<unk>" for i in mine] == ref
+    return mine == _first_until(list(theirs), tokenizer.eos_id)
 
 
 def compare(theirs: Sequence[Sequence[Any]], ours: Sequence[Sequence[int]], tokenizer, roles: Roles) -> dict[str, Any]:
