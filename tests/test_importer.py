@@ -143,6 +143,30 @@ def test_imported_model_runs_through_translate(imported):
     assert all(w in WORDS for t in texts for w in t.split())
 
 
+def test_model_json_can_turn_plugin_graph_optimizers_off(imported, tmp_path):
+    """``model.plugin_optimizers: false`` (written by the import when ITEX's graph optimizer changes translations)
+    reaches the session; without it the plug-in optimizers run."""
+    import shutil
+
+    from inc_transformer_mt.inference.translate import Translator
+    from inc_transformer_mt.model.graph import resolve_model
+
+    out, _ = imported
+    copy = tmp_path / "m"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["model"].pop("plugin_optimizers", None)
+    (copy / "model.json").write_text(json.dumps(meta))
+    with Translator(resolve_model(copy)) as on:
+        assert on.plugin_optimizers is True
+        assert on.session._config.graph_options.rewrite_options.use_plugin_optimizers == 0  # DEFAULT
+    meta["model"]["plugin_optimizers"] = False
+    (copy / "model.json").write_text(json.dumps(meta))
+    with Translator(resolve_model(copy)) as off:
+        assert off.plugin_optimizers is False
+        assert off.session._config.graph_options.rewrite_options.use_plugin_optimizers == 2  # OFF
+
+
 def test_cut_replays_the_output_layout_on_ids():
     """The output side follows Identity/Reshape/... back to the reverse lookup and replays them on int64 ids."""
     import tensorflow as tf
@@ -191,3 +215,23 @@ def test_signature_without_token_input_is_refused_with_what_was_found(tmp_path):
     with pytest.raises(UserError, match=r"no usable source input .* signature \(features: float32"):
         find_roles(fn, path)
     del loaded
+
+
+def test_info_proposes_the_tensor_names_of_an_unknown_graph(tmp_path, capsys):
+    import tensorflow as tf
+
+    from inc_transformer_mt.cli.main import main
+
+    with tf.Graph().as_default() as g:
+        src = tf.compat.v1.placeholder(tf.int32, [None, None], name="source")
+        tf.compat.v1.placeholder(tf.float32, [None], name="temperature")
+        tf.identity(tf.reverse(src * 2 + 1, [1]), name="hypotheses")
+        tf.identity(tf.cast(tf.reduce_sum(src, 1), tf.float32), name="scores")
+    path = tmp_path / "graph.pb"
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    assert main(["info", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "proposed: --input-tensor source:0 --output-tensor hypotheses:0" in out
+    assert main(["info", "--model", str(path), "--input-tensor", "source:0", "--output-tensor",
+                 "hypotheses:0"]) == 0
+    assert "input: source:0  output: hypotheses:0" in capsys.readouterr().out

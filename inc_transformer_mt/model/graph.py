@@ -11,7 +11,7 @@ from typing import Any
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.config import GraphMeta
 
-__all__ = ["ResolvedModel", "check_tensor", "load_graph_def", "resolve_model"]
+__all__ = ["ResolvedModel", "check_tensor", "load_graph_def", "propose_tensors", "resolve_model"]
 
 
 #: a GraphDef cannot be larger than protobuf's 2 GiB message limit
@@ -81,6 +81,30 @@ def check_tensor(graph_def, name: str, key: str, path: Path) -> str:
     if not any(n.name == op for n in graph_def.node):
         raise UserError(f"{path}: {key} {full!r} is not a tensor of this graph (no node named {op!r})")
     return full
+
+
+def propose_tensors(graph_def) -> dict[str, list[str]]:
+    """Candidate translator tensors of an unknown graph: inputs are placeholders of integer token ids
+    ([batch, length] or unknown shape); outputs are integer tensors of rank 2 (or unknown) that nothing reads,
+    int32 first. What ``inc-mt info`` proposes for ``--input-tensor``/``--output-tensor``."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    read = {i.lstrip("^").split(":")[0] for n in graph_def.node for i in n.input}
+    inputs, outputs = [], []
+    for op in graph.get_operations():
+        for t in op.outputs:
+            if not t.dtype.is_integer or t.shape.rank not in (None, 2):
+                continue
+            if op.type == "Placeholder":
+                inputs.append(t)
+            elif op.name not in read and op.type not in ("Const", "Shape"):
+                outputs.append(t)
+    order = lambda t: (t.dtype != tf.int32, t.name)  # noqa: E731
+    return {"inputs": [t.name for t in sorted(inputs, key=order)],
+            "outputs": [t.name for t in sorted(outputs, key=order)]}
 
 
 @dataclass
