@@ -268,6 +268,89 @@ def unswitch_branch_weights(graph_def) -> int:
     return done
 
 
+def _frame_anchors(graph_def, frames: dict[str, str]) -> dict[str, str]:
+    """frame -> the control input most of the frame's constants have (the frame's pivot for constants)."""
+    from collections import Counter
+
+    counts: dict[str, Counter[str]] = {}
+    for n in graph_def.node:
+        if n.op == "Const" and n.name in frames:
+            for i in n.input:
+                if i.startswith("^"):
+                    counts.setdefault(frames[n.name], Counter())[i] += 1
+    return {frame: c.most_common(1)[0][0] for frame, c in counts.items()}
+
+
+def _fill_value(by_name: dict[str, Any], tensor: str) -> float | None:
+    """The value of a ``Fill`` of a scalar constant (keras LayerNormalization's ones/zeros), else None."""
+    import tensorflow as tf
+
+    node = by_name.get(_op(tensor))
+    if node is None or node.op != "Fill":
+        return None
+    value = by_name.get(_op(node.input[1]))
+    if value is None or value.op != "Const":
+        return None
+    array = tf.make_ndarray(value.attr["value"].tensor)
+    return float(array) if array.size == 1 else None
+
+
+def decompose_loop_layer_norms(graph_def) -> int:
+    """In place: a ``FusedBatchNormV3`` inside a while-loop frame that computes a layer norm (keras
+    LayerNormalization's form: training mode over a [1, N, D, 1] reshape, scale ones, offset zeros, only the output
+    read) becomes ``(x - mean) * rsqrt(variance + epsilon)`` in plain ops (the same arithmetic: the biased variance
+    over the normalised axes). ITEX 2.15's graph optimizer turns an in-loop FusedBatchNormV3 into
+    ``_ITEXFusedBatchNormV3``, whose output is wrong inside the decode loop of an OpenNMT-tf model (translations are
+    repeated tokens); its LayerNorm fusion of the plain form is right. Returns the number rewritten."""
+    import tensorflow as tf
+
+    from inc_transformer_mt.model.analysis import consumers, node_frames
+
+    frames, _ = node_frames(graph_def)
+    anchors = _frame_anchors(graph_def, frames)
+    by_name = {n.name: n for n in graph_def.node}
+    readers = consumers(graph_def, control=False)
+    f32 = tf.float32.as_datatype_enum
+    done = 0
+    for bn in [n for n in graph_def.node if n.op == "FusedBatchNormV3" and n.name in frames]:
+        if (not bn.attr["is_training"].b or bn.attr["T"].type != f32
+                or _fill_value(by_name, bn.input[1]) != 1.0 or _fill_value(by_name, bn.input[2]) != 0.0
+                or any(_tensor(i).rsplit(":", 1)[1] != "0" for r in readers.get(bn.name, ()) for i in r.input
+                       if _op(i) == bn.name and not i.startswith("^"))
+                or frames[bn.name] not in anchors):
+            continue
+        axes = [0, 2, 3] if bn.attr["data_format"].s in (b"NCHW", b"NCDHW") else [0, 1, 2]
+        anchor = anchors[frames[bn.name]]
+        base = f"{bn.name}/layer_norm"
+
+        def add(name: str, op: str, inputs: list[str], **attrs) -> str:
+            node = graph_def.node.add()
+            node.name, node.op = f"{base}/{name}", op
+            node.input.extend(inputs)
+            for key, value in attrs.items():
+                node.attr[key].CopyFrom(value)
+            return node.name
+
+        def const(name: str, value, dtype) -> str:
+            return add(name, "Const", [anchor], dtype=tf.compat.v1.AttrValue(type=dtype.as_datatype_enum),
+                       value=tf.compat.v1.AttrValue(tensor=tf.make_tensor_proto(value, dtype)))
+
+        t = tf.compat.v1.AttrValue(type=f32)
+        keep = {"T": t, "Tidx": tf.compat.v1.AttrValue(type=tf.int32.as_datatype_enum),
+                "keep_dims": tf.compat.v1.AttrValue(b=True)}
+        x = bn.input[0]
+        axis = const("axes", axes, tf.int32)
+        mean = add("mean", "Mean", [x, axis], **keep)
+        var = add("variance", "Mean", [add("squared_difference", "SquaredDifference", [x, mean], T=t), axis], **keep)
+        scale = add("rsqrt", "Rsqrt", [add("add_epsilon", "AddV2", [var, const("epsilon", bn.attr["epsilon"].f,
+                                                                               tf.float32)], T=t)], T=t)
+        out = add("normalized", "Mul", [add("centered", "Sub", [x, mean], T=t), scale], T=t)
+        for r in readers.get(bn.name, ()):
+            r.input[:] = [out if _op(i) == bn.name and not i.startswith("^") else i for i in r.input]
+        done += 1
+    return done
+
+
 def anchor_loop_constants(graph_def) -> int:
     """In place: a constant with no inputs that is read inside a while-loop frame gets the control input the
     frame's other constants have (so the executor runs it in that frame); one read in several frames gets a copy
@@ -551,6 +634,9 @@ def import_saved_model(path: Path, *, signature: str | None = None, input_key: s
     if unswitched:
         imported.notes.append(f"{unswitched} MatMul weight(s) inside a cond branch read their constant directly")
     anchored = anchor_loop_constants(imported.graph_def)
+    decomposed = decompose_loop_layer_norms(imported.graph_def)
+    if decomposed:
+        imported.notes.append(f"{decomposed} in-loop FusedBatchNormV3 layer norm(s) written as plain ops")
     if bypassed:
         imported.notes.append(f"{bypassed} identities on constants bypassed (loop weights read Const -> Enter)")
     if anchored:
