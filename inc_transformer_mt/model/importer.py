@@ -637,6 +637,10 @@ def import_saved_model(path: Path, *, signature: str | None = None, input_key: s
     decomposed = decompose_loop_layer_norms(imported.graph_def)
     if decomposed:
         imported.notes.append(f"{decomposed} in-loop FusedBatchNormV3 layer norm(s) written as plain ops")
+        from tensorflow.python.framework.graph_util import extract_sub_graph
+
+        imported.graph_def = extract_sub_graph(imported.graph_def,
+                                               [OUTPUT_NAME] + ([SCORE_NAME] if imported.has_score else []))
     if bypassed:
         imported.notes.append(f"{bypassed} identities on constants bypassed (loop weights read Const -> Enter)")
     if anchored:

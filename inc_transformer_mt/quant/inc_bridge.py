@@ -158,9 +158,14 @@ def inc_quantize(
     result = QuantResult(graph_def=None, backend=backend, fp32_ops=fp32_ops)
     with inc_tempdir(), quiet_inc(quiet), keep_backend(backend), \
             kl_ranges(ranges or {}, requant_ranges, verify=ranges is not None) as hook:
-        q_model = quantize_model(inc_model(prepared, input_names, output_names),
-                                 quant_config(fp32_ops, weight_granularity),
-                                 calib_dataloader=CalibrationLoader(calib_batches), calib_iteration=len(calib_batches))
+        try:
+            q_model = quantize_model(inc_model(prepared, input_names, output_names),
+                                     quant_config(fp32_ops, weight_granularity),
+                                     calib_dataloader=CalibrationLoader(calib_batches),
+                                     calib_iteration=len(calib_batches))
+        except (AttributeError, KeyError, IndexError, TypeError) as exc:  # INC's own failure, logged above
+            raise RuntimeFailure(f"INC's {backend} backend could not quantize this graph ({type(exc).__name__}: "
+                                 f"{exc}); INC's log above names the node") from exc
     result.replaced_ranges, result.minmax_ranges = hook.replaced, hook.minmax
     if q_model is None:
         raise RuntimeFailure("INC returned no quantized model")
