@@ -42,8 +42,9 @@ def run(args) -> int:
     model = options.model_options(args).resolve()
     graph_def = load_graph_def(model.graph_path)
     names = {n.name for n in graph_def.node}
-    if not args.input_tensor and not args.output_tensor and not {
-            model.meta.input_tensor.split(":")[0], model.meta.output_tensor.split(":")[0]} <= names:
+    unknown_graph = not args.input_tensor and not args.output_tensor and not (
+        model.graph_path.parent / "model.json").is_file()
+    if unknown_graph and not {model.meta.input_tensor.split(":")[0], model.meta.output_tensor.split(":")[0]} <= names:
         return _propose(graph_def, model, args.json)
     check_tensor(graph_def, model.meta.input_tensor, "input tensor", model.graph_path)
     check_tensor(graph_def, model.meta.output_tensor, "output tensor", model.graph_path)
