@@ -63,6 +63,9 @@ CALIBRATION_METHODS = ("minmax", "kl")
 KL_MODES = ("symmetric", "independent", "conjugate")
 CRITERION_TYPES = ("absolute", "relative")
 MAX_DROP = 0.5  # BLEU points
+#: `inc-mt import`: ITEX's graph optimizer is switched off for a model when it changes more than this share of the
+#: check translations (a miscompile changes nearly all; a different floating-point order flips the odd beam)
+PLUGIN_DIVERGENCE_MAX = 0.02
 MAX_ABSOLUTE_DROP = 10.0  # above this an absolute criterion passes almost anything
 #: who drives the accuracy-driven search: this package's tuner, or INC's own ``autotune`` with its plug-ins
 ENGINES = ("own", "inc")

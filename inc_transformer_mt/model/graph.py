@@ -102,7 +102,9 @@ def propose_tensors(graph_def) -> dict[str, list[str]]:
                 inputs.append(t)
             elif op.name not in read and op.type not in ("Const", "Shape"):
                 outputs.append(t)
-    order = lambda t: (t.dtype != tf.int32, t.name)  # noqa: E731
+    def order(t) -> tuple[bool, str]:
+        return t.dtype != tf.int32, t.name
+
     return {"inputs": [t.name for t in sorted(inputs, key=order)],
             "outputs": [t.name for t in sorted(outputs, key=order)]}
 

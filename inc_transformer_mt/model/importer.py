@@ -323,16 +323,16 @@ def decompose_loop_layer_norms(graph_def) -> int:
         anchor = anchors[frames[bn.name]]
         base = f"{bn.name}/layer_norm"
 
-        def add(name: str, op: str, inputs: list[str], **attrs) -> str:
+        def add(name: str, op: str, inputs: list[str], *, _base: str = base, **attrs) -> str:
             node = graph_def.node.add()
-            node.name, node.op = f"{base}/{name}", op
+            node.name, node.op = f"{_base}/{name}", op
             node.input.extend(inputs)
             for key, value in attrs.items():
                 node.attr[key].CopyFrom(value)
             return node.name
 
-        def const(name: str, value, dtype) -> str:
-            return add(name, "Const", [anchor], dtype=tf.compat.v1.AttrValue(type=dtype.as_datatype_enum),
+        def const(name: str, value, dtype, _anchor: str = anchor) -> str:
+            return add(name, "Const", [_anchor], dtype=tf.compat.v1.AttrValue(type=dtype.as_datatype_enum),
                        value=tf.compat.v1.AttrValue(tensor=tf.make_tensor_proto(value, dtype)))
 
         t = tf.compat.v1.AttrValue(type=f32)
@@ -539,7 +539,7 @@ def cut_at_ids(graph_def, roles: Roles, placeholders: dict[str, str], outputs: d
     taken = {n.name for n in graph_def.node}
     clash = taken & {INPUT_NAME, OUTPUT_NAME, SCORE_NAME}
     if clash:
-        raise UserError(f"{path}: the graph already has a node named {sorted(clash)[0]!r}")
+        raise UserError(f"{path}: the graph already has a node named {min(clash)!r}")
     with tf.Graph().as_default() as probe:
         tf.import_graph_def(graph_def, name="")
     token_ph = placeholders[roles.tokens]
@@ -661,7 +661,7 @@ def saved_model_outputs(path: Path, signature: str, roles: Roles, token_rows: Se
     TensorFlow runs it)."""
     import tensorflow as tf
 
-    loaded, fn, _ = load_signature(path, signature)  # noqa: F841 - ``loaded`` owns the variables
+    _loaded, fn, _ = load_signature(path, signature)  # ``_loaded`` owns the variables: keep it alive
     spec = fn.structured_input_signature[1]
     before = tf.config.optimizer.get_experimental_options()
     tf.config.optimizer.set_experimental_options({"use_plugin_optimizers": False})
