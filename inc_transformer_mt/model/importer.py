@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from inc_transformer_mt.errors import UserError
-from inc_transformer_mt.model import lowered
+from inc_transformer_mt.model import analysis, lowered
+from inc_transformer_mt.model.analysis import input_op as _op
 
 __all__ = [
     "ImportedGraph",
@@ -193,30 +194,18 @@ def freeze_lowered(fn, path: Path):
 
 
 # ---------------------------------------------------------------------------------------------- stage 4
-def _op(name: str) -> str:
-    return name.lstrip("^").split(":")[0]
-
-
 def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _consumers(graph_def, *, control: bool) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n in graph_def.node:
-        for i in n.input:
-            if control or not i.startswith("^"):
-                out.setdefault(_op(i), []).append(n.name)
-    return out
-
-
-def _reach(starts: Iterable[str], consumers: dict[str, list[str]], avoid: set[str] = frozenset()) -> dict[str, int]:  # type: ignore[assignment]
-    """Forward BFS: node -> distance from ``starts`` (not entering ``avoid``)."""
+def _reach(starts: Iterable[str], readers: dict[str, list[Any]], avoid: set[str] = frozenset()) -> dict[str, int]:  # type: ignore[assignment]
+    """Forward BFS over :func:`~inc_transformer_mt.model.analysis.consumers`: node -> distance from ``starts``
+    (not entering ``avoid``)."""
     dist = {s: 0 for s in starts if s not in avoid}
     queue = deque(dist)
     while queue:
         cur = queue.popleft()
-        for nxt in consumers.get(cur, ()):
+        for nxt in (r.name for r in readers.get(cur, ())):
             if nxt not in dist and nxt not in avoid:
                 dist[nxt] = dist[cur] + 1
                 queue.append(nxt)
@@ -226,7 +215,7 @@ def _reach(starts: Iterable[str], consumers: dict[str, list[str]], avoid: set[st
 def _id_tensor_after_lookup(graph_def, graph, start: str, outputs: set[str], path: Path) -> str:
     """The first integer tensor of rank 2 (or unknown) that every data path from ``start`` to ``outputs`` passes
     through: the ids the string input is looked up to."""
-    consumers = _consumers(graph_def, control=False)
+    consumers = analysis.consumers(graph_def, control=False)
     dist = _reach([start], consumers)
     for name in sorted(dist, key=dist.__getitem__):
         if name == start:
@@ -290,7 +279,7 @@ def _strip_dead_control(graph_def, removed: set[str], remapped: set[str]) -> Non
     """In place: drop every control input on a node that will be gone: one that still reads a removed input by
     data edges, not through a remapped tensor's op (a node only control-dependent on those stays, without the
     control input)."""
-    consumers = _consumers(graph_def, control=False)
+    consumers = analysis.consumers(graph_def, control=False)
     dead = set(_reach(removed, consumers, avoid=remapped))
     for n in graph_def.node:
         if n.name in dead:

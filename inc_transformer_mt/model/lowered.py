@@ -188,17 +188,10 @@ def anchor_loop_constants(graph_def) -> int:
     per frame. TensorFlow's lowering of a functional ``While`` can leave such a constant unanchored (it then lives
     in the root frame, and Grappler merges it with an equal constant outside the loop: "inputs from different
     frames"). Returns the number of constants anchored."""
-    from collections import Counter
-
     from inc_transformer_mt.model.analysis import consumers, node_frames
 
     frames, _ = node_frames(graph_def)
-    anchors: dict[str, Counter[str]] = {}
-    for n in graph_def.node:
-        if n.op == "Const" and n.name in frames:
-            for i in n.input:
-                if i.startswith("^"):
-                    anchors.setdefault(frames[n.name], Counter())[i] += 1
+    anchors = _frame_anchors(graph_def, frames)
     readers = consumers(graph_def, control=False)
     fixed = 0
     for n in list(graph_def.node):
@@ -208,7 +201,7 @@ def anchor_loop_constants(graph_def) -> int:
         used_in = {"" if r.op in ("Enter", "RefEnter") else frames.get(r.name, "") for r in readers.get(n.name, ())}
         looped = sorted(f for f in used_in if f and f in anchors)
         for k, frame in enumerate(looped):
-            anchor = anchors[frame].most_common(1)[0][0]
+            anchor = anchors[frame]
             if used_in == {frame}:
                 n.input.append(anchor)
             else:
