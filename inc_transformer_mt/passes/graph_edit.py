@@ -225,3 +225,58 @@ def tensor_types(graph_def) -> dict[str, list[Any]]:
     except (ValueError, tf.errors.OpError) as e:
         raise RuntimeError(f"the graph cannot be imported for shape inference: {e}") from e
     return {op.name: [(t.dtype, t.shape) for t in op.outputs] for op in graph.get_operations()}
+
+
+def build_subgraph(build, inputs: dict[str, Any]):
+    """A GraphDef built by ``build(**placeholders)`` in a fresh graph, with one float32 Placeholder per key of
+    ``inputs`` (value: its static shape, or None), and the name of the tensor ``build`` returned. Only
+    the ops of ``build`` are kept: what a splice inserts is written as ordinary TensorFlow code."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        holders = {k: tf.compat.v1.placeholder(tf.float32, shape, name=k) for k, shape in inputs.items()}
+        out = build(**holders)
+    return graph.as_graph_def(), out.name
+
+
+def splice(graph_def, target: str, sub_graph_def, output: str, feeds: dict[str, str], *,
+           anchor: str | None = None, prefix: str | None = None) -> list[str]:
+    """Replace the node ``target`` of ``graph_def`` (in place) by the nodes of ``sub_graph_def``.
+
+    The sub-graph's Placeholders named in ``feeds`` read the given tensors instead; its other nodes are renamed
+    ``<prefix>/<name>`` (``prefix`` default ``target``); the node of ``output`` (port 0) takes ``target``'s name,
+    so every reader of ``target`` reads it. Nodes with no input (constants) get the control input ``^anchor``,
+    which puts them in the anchor's loop frame. Returns the names of the nodes added.
+    """
+    prefix = prefix or target
+    out_op = input_op(output)
+    if ":" in output and not output.endswith(":0"):
+        raise ValueError(f"splice output must be port 0, got {output}")
+    rename = {n.name: (target if n.name == out_op else f"{prefix}/{n.name}")
+              for n in sub_graph_def.node if n.name not in feeds}
+    added = []
+    keep = [n for n in graph_def.node if n.name != target]
+    for n in sub_graph_def.node:
+        if n.name in feeds:
+            continue
+        new = type(n)()
+        new.CopyFrom(n)
+        new.name = rename[n.name]
+        del new.input[:]
+        for inp in n.input:
+            ctrl = inp.startswith("^")
+            op = input_op(inp)
+            if op in feeds:
+                new.input.append(f"^{input_op(feeds[op])}" if ctrl else feeds[op])
+            else:
+                port = port_of(inp.lstrip("^"))
+                new.input.append(f"^{rename[op]}" if ctrl else tensor_name(rename[op], port))
+        if not new.input and anchor is not None:
+            new.input.append(f"^{input_op(anchor)}")
+        new.ClearField("device")
+        added.append(new.name)
+        keep.append(new)
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+    return added

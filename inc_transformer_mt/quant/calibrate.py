@@ -11,8 +11,8 @@ min / max (``ResourceScatterMin/Max``), the second a signed histogram over ``[-a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +20,10 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.analysis import input_op, node_frames, source_node
 from inc_transformer_mt.quant.kl import TensorStats
 
-__all__ = ["CalibrationData", "collect_stats", "matmul_inputs"]
+__all__ = ["MASKED_BELOW", "CalibrationData", "collect_stats", "matmul_inputs"]
+
+#: values below minus this in a masked tensor are the additive padding/causal mask (-1e9), not scores
+MASKED_BELOW = 1e4
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +52,15 @@ class CalibrationData:
     matmul_input: dict[str, str]
     batches: int
     sentences: int
+    #: the other watched ops (attention BatchMatMul, Softmax, LayerNorm reader) -> the tensors they read
+    extra_input: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _Instrumented:
     """The FP32 graph imported with update ops on the watched tensors."""
 
-    def __init__(self, graph_def, input_name: str, output_name: str, matmul_input: dict[str, str]):
+    def __init__(self, graph_def, input_name: str, output_name: str, matmul_input: dict[str, str],
+                 extra: Mapping[str, Sequence[str]] | None = None, masked: Iterable[str] = ()):
         import tensorflow as tf
 
         self.tf = tf
@@ -67,7 +73,21 @@ class _Instrumented:
         self.readers: dict[str, list[str]] = {}
         for mm, tensor in matmul_input.items():
             self.readers.setdefault(tensor, []).append(mm)
+        for op, tensors in (extra or {}).items():
+            for tensor in tensors:
+                if op not in self.readers.setdefault(tensor, []):
+                    self.readers[tensor].append(op)
         self.tensors = sorted(self.readers)
+        self.masked = set(masked)
+
+    def _values(self, name: str, x):
+        """x as float32; in a masked tensor (attention logits) the additive-mask values become 0, so the
+        statistics describe the scores, not the -1e9 of the padding bias."""
+        tf = self.tf
+        xf = tf.cast(x, tf.float32)
+        if name in self.masked:
+            xf = tf.where(xf > -MASKED_BELOW, xf, tf.zeros_like(xf))
+        return xf
 
     def _in_frame(self, tensor_name: str, handle):
         tf = self.tf
@@ -97,7 +117,7 @@ class _Instrumented:
                     # every op (constants too) depends on x, so that it lives in x's loop frame
                     with tf.control_dependencies([x.op]):
                         idx = tf.constant([0], tf.int32)
-                        xf = tf.reshape(tf.cast(x, tf.float32), [-1])
+                        xf = tf.reshape(self._values(name, x), [-1])
                         u1 = tf.raw_ops.ResourceScatterMin(resource=e_min, indices=idx,
                                                             updates=tf.reshape(tf.reduce_min(xf), [1]))
                         u2 = tf.raw_ops.ResourceScatterMax(resource=e_max, indices=idx,
@@ -122,7 +142,7 @@ class _Instrumented:
                     inits.append(tf.raw_ops.AssignVariableOp(resource=h, value=tf.zeros([2 * bins + 1], tf.int64)))
                     e = self._in_frame(name, h)
                     with tf.control_dependencies([x.op]):  # in x's loop frame
-                        xf = tf.cast(x, tf.float32)
+                        xf = self._values(name, x)
                         value_range = tf.constant([-r, r], tf.float32)
                         counts = tf.raw_ops.HistogramFixedWidth(
                             values=xf, value_range=value_range,
@@ -147,8 +167,13 @@ class _Instrumented:
 
 
 def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequence[np.ndarray], *,
-                  bins: int = 2048, matmuls: Iterable[str] | None = None) -> CalibrationData:
-    """Min/max and histograms of every (selected) MatMul input over ``batches``, all loop steps included."""
+                  bins: int = 2048, matmuls: Iterable[str] | None = None,
+                  extra: Mapping[str, Sequence[str]] | None = None, masked: Iterable[str] = ()) -> CalibrationData:
+    """Min/max and histograms of every (selected) MatMul input over ``batches``, all loop steps included.
+
+    ``extra``: other ops -> the tensors they read, watched the same way (the 8-bit attention, Softmax and
+    LayerNorm rewrites need their inputs' ranges); ``masked``: tensors whose additive-mask values (below
+    -:data:`MASKED_BELOW`) are left out of the statistics."""
     mm_input = matmul_inputs(graph_def)
     if matmuls is not None:
         wanted = set(matmuls)
@@ -157,7 +182,9 @@ def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequenc
         raise UserError("no MatMul with a constant weight to calibrate in the graph")
     batches = list(batches)
     # pass 1: ranges
-    inst = _Instrumented(graph_def, input_name, output_name, mm_input)
+    extra = {op: [_tensor(t) for t in ts] for op, ts in (extra or {}).items()}
+    masked = {_tensor(t) for t in masked}
+    inst = _Instrumented(graph_def, input_name, output_name, mm_input, extra, masked)
     inits, variables = inst.add_range_ops()
     values = inst.run(inits, variables, batches)
     ranges: dict[str, tuple[float, float]] = {}
@@ -166,7 +193,7 @@ def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequenc
             raise UserError(f"calibration never reached tensor {name} (is it on the path to the output?)")
         ranges[name] = (float(lo[0]), float(hi[0]))
     # pass 2: histograms over [-absmax, absmax]
-    inst = _Instrumented(graph_def, input_name, output_name, mm_input)
+    inst = _Instrumented(graph_def, input_name, output_name, mm_input, extra, masked)
     absmax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
     inits, variables = inst.add_hist_ops(absmax, bins)
     hists = inst.run(inits, variables, batches)
@@ -175,4 +202,5 @@ def collect_stats(graph_def, input_name: str, output_name: str, batches: Sequenc
         counts = np.asarray(hists[name], np.int64)
         stats[name] = TensorStats(ranges[name][0], ranges[name][1], counts[:-1], zeros=int(counts[-1]))
     sentences = int(sum(b.shape[0] for b in batches))
-    return CalibrationData(stats=stats, matmul_input=mm_input, batches=len(batches), sentences=sentences)
+    return CalibrationData(stats=stats, matmul_input=mm_input, batches=len(batches), sentences=sentences,
+                           extra_input=extra)
