@@ -293,6 +293,25 @@ def _op_is_int8(by_name: Mapping[str, Any], node) -> bool:
     return bool(srcs) and all(s is not None and s.op == "Dequantize" for s in srcs)
 
 
+#: the op the INT8 attention rewrite runs (ITEX's s8 x s8 batched matmul; passes/int8_attention.py)
+INT8_BATCH_MATMUL = "_QuantizedBatchMatMulV2AndDequantize"
+#: the name scopes under which the integer-only rewrites put their nodes (passes/integer_ops.py)
+INTEGER_SCOPES = {"integer_softmax": "Softmax", "integer_layer_norm": "LayerNorm"}
+
+
+def integer_replacements(graph_def) -> dict[str, str]:
+    """Ops replaced by an integer-only sub-graph -> their type: a Softmax node ``S`` whose sub-graph lies under
+    ``S/integer_softmax/``, a LayerNorm scope ``L`` with nodes under ``L/integer_layer_norm/``."""
+    out: dict[str, str] = {}
+    names = {n.name for n in graph_def.node}
+    for name in names:
+        for marker, op_type in INTEGER_SCOPES.items():
+            head, sep, _ = name.partition(f"/{marker}/")
+            if sep:
+                out[head] = op_type
+    return {k: v for k, v in out.items() if k in names or v == "LayerNorm"}
+
+
 def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
     """Measured on the final graph: for every :data:`RULE_OP_TYPES` type, how many ops run INT8 and FP32,
     outside and inside the decode loop (by the graph's own loop frames, so hoisted ops count outside).
@@ -304,15 +323,21 @@ def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
     """
     by_name = {n.name: n for n in graph_def.node}
     inside = loop_nodes(graph_def)
-    out = {t: {"int8": {"outside_loop": 0, "inside_loop": 0}, "fp32": {"outside_loop": 0, "inside_loop": 0}}
+    out = {t: {k: {"outside_loop": 0, "inside_loop": 0} for k in ("int8", "integer", "fp32")}
            for t in RULE_OP_TYPES}
 
-    def add(op_type: str, node, int8: bool) -> None:
-        out[op_type]["int8" if int8 else "fp32"]["inside_loop" if node.name in inside else "outside_loop"] += 1
+    def add(op_type: str, node, int8: bool | str) -> None:
+        key = int8 if isinstance(int8, str) else ("int8" if int8 else "fp32")
+        out[op_type][key]["inside_loop" if node.name in inside else "outside_loop"] += 1
 
+    replaced = integer_replacements(graph_def)
     ln_first: dict[str, Any] = {}
     for node in graph_def.node:
-        if _is_fused_matmul(node.op) and "BatchMatMul" not in node.op:
+        if node.name in replaced:
+            add(replaced[node.name], node, "integer")
+        elif node.op == INT8_BATCH_MATMUL:
+            add("BatchMatMulV2", node, True)
+        elif _is_fused_matmul(node.op) and "BatchMatMul" not in node.op:
             add("MatMul", node, True)
         elif node.op == "MatMul":
             w = source_node(by_name, node.input[1])
@@ -324,8 +349,11 @@ def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
             add(node.op, node, _op_is_int8(by_name, node))
         elif node.op in _LAYER_NORM_OPS:
             add("LayerNorm", node, False)
-        elif (scope := _composite_layer_norm(node)) is not None:
+        elif (scope := _composite_layer_norm(node)) is not None and scope not in replaced:
             ln_first.setdefault(scope, node)
     for node in ln_first.values():
         add("LayerNorm", node, _op_is_int8(by_name, node))
+    for scope, op_type in replaced.items():
+        if op_type == "LayerNorm" and scope not in by_name:
+            add("LayerNorm", next(n for n in graph_def.node if n.name.startswith(scope + "/")), "integer")
     return out

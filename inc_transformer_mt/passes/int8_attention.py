@@ -23,7 +23,7 @@ from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.analysis import compute_ops
 from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, splice
 
-__all__ = ["QBMM_OP", "attention_inputs", "int8_attention", "quantize_range"]
+__all__ = ["QBMM_OP", "attention_inputs", "int8_attention", "quantize_range", "require_itex"]
 
 QBMM_OP = "_QuantizedBatchMatMulV2AndDequantize"
 
@@ -61,7 +61,7 @@ def _qbmm_graph(x, y, rx: float, ry: float, adj_x: bool, adj_y: bool):
     return op.outputs[0]
 
 
-def _require_itex() -> None:
+def require_itex() -> None:
     from tensorflow.python.framework import op_def_registry
 
     if op_def_registry.get(QBMM_OP) is None:
@@ -72,7 +72,7 @@ def _require_itex() -> None:
 def int8_attention(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Iterable[str]):
     """(new graph_def, PassReport): each attention BatchMatMul in ``ops`` on INT8 operands, with the ranges of
     its two inputs from ``ranges`` (tensor -> (min, max)). The input graph is not modified."""
-    _require_itex()
+    require_itex()
     gd = copy.deepcopy(graph_def)
     report = PassReport(name="int8_attention")
     inputs = attention_inputs(gd)

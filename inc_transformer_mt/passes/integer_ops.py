@@ -134,7 +134,7 @@ def integer_softmax(graph_def, ranges: Mapping[str, tuple[float, float]], ops: I
         tensor = inputs[op]
         k = SoftmaxConsts.for_range(_absmax(ranges, tensor, op))
         sub, out = build_subgraph(lambda x, k=k: _softmax_graph(x, k), {"x": None})
-        splice(gd, op, sub, out, {"x": tensor}, anchor=tensor, prefix=f"{op}/integer")
+        splice(gd, op, sub, out, {"x": tensor}, anchor=tensor, prefix=f"{op}/integer_softmax")
         report.rewritten.append(op)
         report.details[op] = {"input_scale": k.scale, "q_ln2": k.q_ln2}
     return gd, report
@@ -284,7 +284,7 @@ def integer_layer_norm(graph_def, ranges: Mapping[str, tuple[float, float]], ops
         k = LayerNormConsts.for_range(_absmax(ranges, parts.x, scope), parts.gamma, parts.beta, parts.eps)
         n = int(parts.gamma.shape[0])
         sub, out = build_subgraph(lambda x, k=k, n=n: _layer_norm_graph(x, k, n), {"x": None})
-        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer")
+        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer_layer_norm")
         report.rewritten.append(scope)
         report.details[scope] = {"input_scale": k.scale, "gamma_scale": k.gamma_scale}
     prune_unreachable(gd, outputs)

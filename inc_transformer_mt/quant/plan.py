@@ -6,12 +6,14 @@ constant weight, attention BatchMatMulV2, Softmax, LayerNorm, GatherNd). What th
 rule's position and recipe line:
 
 - a rule that matches no op of the model (a typo, or a rule written for another model) -- it would do nothing;
-- ``int8`` for an op that is not a MatMul (INC 3.10 quantizes only MatMul on CPU: the schema refuses
-  ``op_type: Softmax, dtype: int8``; here an op-name pattern that reaches a Softmax is refused the same way);
+- a dtype an op type cannot take (:data:`~inc_transformer_mt.recipe.schema.DTYPES_BY_OP`: MatMul and attention
+  BatchMatMulV2 int8/fp32, Softmax and LayerNorm integer/fp32, GatherNd fp32): the schema refuses
+  ``op_type: Softmax, dtype: int8``; here an op-name pattern that reaches a Softmax is refused the same way;
 - a plan that leaves no MatMul in INT8.
 
-Softmax, LayerNorm, BatchMatMulV2 and GatherNd rules with ``fp32`` are honoured: those ops stay FP32 (the
-report's census, measured on the final graph, shows it).
+MatMuls go to INC. The other ops below FP32 (:attr:`QuantPlan.beyond_matmul`) are the package's own rewrites
+after INC (:mod:`inc_transformer_mt.passes.eight_bit`); rules with ``fp32`` keep an op FP32 (the report's
+census, measured on the final graph, shows it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from inc_transformer_mt.errors import UserError
+from inc_transformer_mt.recipe.schema import dtype_problem
 
 __all__ = ["QuantPlan", "RuleMatch", "resolve_plan"]
 
@@ -46,6 +49,12 @@ class QuantPlan:
     decisions: dict[str, str] = field(default_factory=dict)  # op -> dtype, every rule-nameable op
     op_types: dict[str, str] = field(default_factory=dict)  # op -> type
     rules: list[RuleMatch] = field(default_factory=list)
+
+    @property
+    def beyond_matmul(self) -> dict[str, str]:
+        """The non-MatMul ops the plan takes below FP32 (INT8 attention, integer Softmax / LayerNorm) -> type."""
+        return {op: self.op_types[op] for op, d in sorted(self.decisions.items())
+                if self.op_types[op] != "MatMul" and d != "fp32"}
 
     def by_type(self) -> dict[str, dict[str, int]]:
         """op type -> dtype -> planned count."""
@@ -85,12 +94,11 @@ def resolve_plan(rules: Sequence, ops: Mapping[str, str], *, matmuls: Sequence[s
             present = ", ".join(sorted(set(types.values()))) or "none"
             raise UserError(f"{where}{label} matches no op in the model (it has: {present}); "
                             "a rule that selects nothing does nothing: fix or remove it")
-        if rule.dtype == "int8":
-            bad = sorted({types[o] for o in hit} - {"MatMul"})
-            if bad:
-                raise UserError(f"{where}{label} selects {', '.join(bad)} op(s) "
-                                f"(e.g. {next(o for o in hit if types[o] != 'MatMul')}): INC 3.10 quantizes only "
-                                "MatMul on CPU; keep them fp32")
+        bad = sorted({types[o] for o in hit if dtype_problem(types[o], rule.dtype)})
+        if bad:
+            example = next(o for o in hit if types[o] == bad[0])
+            raise UserError(f"{where}{label} selects {', '.join(bad)} op(s) (e.g. {example}): "
+                            f"{dtype_problem(bad[0], rule.dtype)}")
         decisions.update(dict.fromkeys(hit, rule.dtype))
         matches.append(RuleMatch(index=i, rule=_describe(rule), line=line, matched=dict(Counter(types[o] for o in hit))))
     candidates = sorted(o for o, d in decisions.items() if types[o] == "MatMul" and d == "int8")

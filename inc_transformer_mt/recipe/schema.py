@@ -144,13 +144,32 @@ class QuantRule(_Strict):
     def _supported(self) -> QuantRule:
         if (self.op_type is None) == (self.op_name is None):
             raise ValueError("a rule names exactly one of op_type or op_name")
-        if self.dtype == "integer":
-            raise ValueError("dtype 'integer' (integer-only Softmax/LayerNorm) is not implemented yet; "
-                             "use fp32")
-        if self.dtype == "int8" and self.op_type in ("BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"):
-            raise ValueError(f"INC 3.10 cannot quantize {self.op_type} to int8 on CPU "
-                             "(not in its TensorFlow capability); keep it fp32")
+        if self.op_type is not None:
+            problem = dtype_problem(self.op_type, self.dtype)
+            if problem:
+                raise ValueError(problem)
         return self
+
+
+#: op type -> the dtypes a rule may give it
+DTYPES_BY_OP = {"MatMul": ("int8", "fp32"), "BatchMatMulV2": ("int8", "fp32"), "Softmax": ("integer", "fp32"),
+                "LayerNorm": ("integer", "fp32"), "GatherNd": ("fp32",)}
+_WHY = {
+    ("MatMul", "integer"): "dtype integer is for Softmax and LayerNorm; a MatMul is int8 or fp32",
+    ("BatchMatMulV2", "integer"): "dtype integer is for Softmax and LayerNorm; attention BatchMatMulV2 is int8 "
+                                  "(the package's INT8 attention) or fp32",
+    ("Softmax", "int8"): "Softmax has no int8 kernel; use dtype integer (integer-only softmax) or fp32",
+    ("LayerNorm", "int8"): "LayerNorm has no int8 kernel; use dtype integer (integer-only LayerNorm) or fp32",
+    ("GatherNd", "int8"): "an INT8 K/V cache (GatherNd on 8-bit data) is not implemented yet; keep GatherNd fp32",
+    ("GatherNd", "integer"): "dtype integer is for Softmax and LayerNorm; GatherNd stays fp32",
+}
+
+
+def dtype_problem(op_type: str, dtype: str) -> str | None:
+    """Why ``dtype`` is not allowed for ``op_type`` (None when it is)."""
+    if dtype in DTYPES_BY_OP.get(op_type, ()):
+        return None
+    return _WHY.get((op_type, dtype), f"{op_type} cannot be {dtype}")
 
 
 class QuantizationSpec(_Strict):

@@ -113,6 +113,8 @@ class LoopCount(_Strict):
 
 class PrecisionCount(_Strict):
     int8: LoopCount = Field(default_factory=LoopCount)
+    integer: LoopCount = Field(default_factory=LoopCount, description="integer-only replacements (Softmax, "
+                               "LayerNorm: recipe dtype integer)")
     fp32: LoopCount = Field(default_factory=LoopCount)
 
 

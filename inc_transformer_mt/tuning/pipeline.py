@@ -60,7 +60,7 @@ def _tune_locked(recipe_path: Path, recipe, overrides: Sequence[str], log: Calla
     with Translator(inputs.model) as fp32:
         plan = stages.plan_quantization(recipe_path, recipe, fp32.graph_def, overrides)
         baseline = clock("fp32_baseline_s", stages.fp32_baseline, inputs, fp32, log)
-        cal = clock("calibration_s", stages.calibrate, inputs, fp32, log)
+        cal = clock("calibration_s", stages.calibrate, inputs, fp32, log, plan)
         found = clock("tuning_s", _search(recipe.tuning.engine), inputs, fp32, baseline, cal, plan, log)
         trial, graph = found.chosen
         final = graph.graph_def if graph is not None else None

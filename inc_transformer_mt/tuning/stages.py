@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +260,7 @@ class Calibration:
     matmul_range: dict[str, tuple[float, float]]
     requant_range: dict[str, tuple[float, float]]
     flops: dict[str, float]  # MatMul -> FLOPs over the calibration run
+    observed_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # tensor -> calibrated min/max
 
     @property
     def matmuls(self) -> list[str]:
@@ -273,8 +274,11 @@ def _matmul_flops(graph_def, stats) -> dict[str, float]:
     return matmul_flops(graph_def, {mm: float(stats.stats[t].hist.sum()) for mm, t in stats.matmul_input.items()})
 
 
-def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
-    """Stage 4: activation statistics over the calibration sentences (every decode step) and their ranges."""
+def calibrate(inputs: TuneInputs, fp32, log: Log, plan: QuantPlan | None = None) -> Calibration:
+    """Stage 4: activation statistics over the calibration sentences (every decode step) and their ranges: of
+    every MatMul input, and of the inputs of the plan's ops beyond MatMul (attention, Softmax, LayerNorm)."""
+    from inc_transformer_mt.passes.eight_bit import watched_tensors
+
     from inc_transformer_mt.quant.calibrate import collect_stats
     from inc_transformer_mt.quant.inc_bridge import requant_targets
     from inc_transformer_mt.quant.inc_hooks import CalibrationLoader
@@ -285,16 +289,18 @@ def calibrate(inputs: TuneInputs, fp32, log: Log) -> Calibration:
     ids = fp32.encode(inputs.calibration.source, "calibration source")
     batches = CalibrationLoader.length_sorted(ids, cal.batch_size, inputs.model.meta.pad_id).batches
     gd = fp32.graph_def
-    stats = collect_stats(gd, fp32.input_name, fp32.output_name, batches, bins=cal.bins)
+    extra, masked = watched_tensors(gd, plan.beyond_matmul) if plan is not None else ({}, set())
+    stats = collect_stats(gd, fp32.input_name, fp32.output_name, batches, bins=cal.bins, extra=extra, masked=masked)
     tensor_range = {t_: kl_range(s, cal.kl_mode) if cal.method == "kl" else (s.minimum, s.maximum)
                     for t_, s in stats.stats.items()}
     result = Calibration(
         batches=batches, stats=stats, tensor_range=tensor_range,
         matmul_range={mm: tensor_range[t_] for mm, t_ in stats.matmul_input.items()},
         requant_range={mm: tensor_range[t_] for mm, t_ in requant_targets(gd, stats.matmul_input).items()},
-        flops=_matmul_flops(gd, stats))
+        flops=_matmul_flops(gd, stats),
+        observed_range={t_: (s.minimum, s.maximum) for t_, s in stats.stats.items()})
     mode = f"/{cal.kl_mode}" if cal.method == "kl" else ""
-    log(f"calibration: {stats.sentences} sentences, {len(stats.stats)} MatMul input tensors "
+    log(f"calibration: {stats.sentences} sentences, {len(stats.stats)} input tensors "
         f"({cal.method}{mode}), {time.perf_counter() - t:.0f} s")
     return result
 
@@ -311,9 +317,22 @@ def plan_quantization(recipe_path: Path, recipe: Recipe, graph_def, overrides: S
     rules_overridden = any(o.split("=", 1)[0].strip().startswith("quantization") for o in overrides)
     lines = {} if rules_overridden else key_lines(recipe_path)
     rule_lines = {k[2]: v for k, v in lines.items() if len(k) == 3 and k[:2] == ("quantization", "rules")}
-    return resolve_plan(recipe.quantization.rules, compute_ops(graph_def), matmuls=sorted(matmul_inputs(graph_def)),
+    plan = resolve_plan(recipe.quantization.rules, compute_ops(graph_def), matmuls=sorted(matmul_inputs(graph_def)),
                         rule_lines=rule_lines, source=f"{recipe_path} (rules from --set)" if rules_overridden
                         else str(recipe_path))
+    if plan.beyond_matmul:
+        from inc_transformer_mt.passes.eight_bit import check_supported
+
+        if recipe.tuning.engine == "inc":
+            raise UserError(f"{_where(recipe_path, 'tuning', 'engine')}: INC's autotune runs only INC's MatMul "
+                            f"quantization; the rules take {len(plan.beyond_matmul)} op(s) beyond MatMul "
+                            "(INT8 attention, integer Softmax/LayerNorm): use tuning.engine own")
+        check_supported(graph_def, plan.beyond_matmul)
+        if "BatchMatMulV2" in plan.beyond_matmul.values():
+            from inc_transformer_mt.passes.int8_attention import require_itex
+
+            require_itex()
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -355,17 +374,28 @@ class _TrialRunner:
 
         r, fp32, kl = self.inputs.recipe, self.fp32, self.inputs.recipe.calibration.method == "kl"
         score = self.inputs.model.meta.score_tensor
+        beyond = self.plan.beyond_matmul
         res = inc_quantize(fp32.graph_def, input_names=[fp32.input_name],
                            output_names=[fp32.output_name] + ([score] if score else []), backend=r.backend,
-                           calib_batches=self.cal.batches, fp32_ops=fp32_ops,
+                           calib_batches=self.cal.batches, fp32_ops=[o for o in fp32_ops if o not in beyond],
                            ranges=self.cal.matmul_range if kl else None,
                            requant_ranges=self.cal.requant_range if kl else None,
                            weight_granularity=r.quantization.weight_granularity)
         prec = matmul_precision(res.graph_def, self.cal.matmuls)
         n8 = sum(v == "int8" for v in prec.values())
         share = sum(self.cal.flops[mm] for mm, v in prec.items() if v == "int8") / self.total_flops
-        graph = QuantizedGraph(res.graph_def, prec, len(res.replaced_ranges), res.enter_fixes)
-        return graph, n8, share, graph_format(res.graph_def)
+        final, note = res.graph_def, graph_format(res.graph_def)
+        below = {op: t for op, t in beyond.items() if op not in fp32_ops}
+        if below:
+            final = self._eight_bit(final, below)
+            note += f"; beyond MatMul: {_count_types(below)}"
+        graph = QuantizedGraph(final, prec, len(res.replaced_ranges), res.enter_fixes)
+        return graph, n8, share, note
+
+    def _eight_bit(self, graph_def, ops: dict[str, str]):
+        from inc_transformer_mt.passes.eight_bit import apply_eight_bit
+
+        return apply_eight_bit(graph_def, ops, self.cal.tensor_range, self.cal.observed_range)[0]
 
     def evaluate(self, graph: QuantizedGraph) -> float:
         return _bleu_of(self.inputs, graph.graph_def, self.inputs.tuning)
@@ -379,18 +409,30 @@ class _TrialRunner:
         n = min(tuning.sensitivity_sentences, len(self.inputs.tuning.source))
         src, ref_hyps = self.inputs.tuning.source[:n], self.baseline.hyps[:n]
 
+        beyond = self.plan.beyond_matmul
+
         def measure(ops):
-            with Translator(self.inputs.model, graph_def=fake_quant_graph(self.fp32.graph_def, self.cal.matmul_range,
-                                                                          ops)) as tr:
+            graph = fake_quant_graph(self.fp32.graph_def, self.cal.matmul_range, [o for o in ops if o not in beyond])
+            below = {o: beyond[o] for o in ops if o in beyond}
+            if below:
+                graph = self._eight_bit(graph, below)
+            with Translator(self.inputs.model, graph_def=graph) as tr:
                 hyps = self.inputs.translate(tr, src, "tuning source")
             return 100.0 - bleu_score(hyps, ref_hyps).score
 
         self.log(f"trial 1 missed the criterion: measuring the sensitivity of each {tuning.granularity} "
                  f"on {n} sentences")
-        ranking = rank_units(units(self.plan.candidates, tuning.granularity), measure, time.perf_counter)
+        ranking = rank_units(units(self.plan.candidates + list(beyond), tuning.granularity), measure,
+                             time.perf_counter)
         for s in ranking[:5]:
             self.log(f"  {s.unit}: {s.score:.2f}")
         return ranking
+
+
+def _count_types(ops: dict[str, str]) -> str:
+    from collections import Counter
+
+    return ", ".join(f"{n} {t}" for t, n in sorted(Counter(ops.values()).items()))
 
 
 def _bleu_of(inputs: TuneInputs, graph_def, sentences: Sentences) -> float:
@@ -410,7 +452,7 @@ def search(inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibratio
     t = inputs.recipe.tuning
     runner = _TrialRunner(inputs, fp32, baseline, calibration, plan, log)
     tuner = Tuner(baseline=baseline.bleu, criterion=inputs.criterion, quantize=runner.quantize,
-                  evaluate=runner.evaluate, rank=runner.rank, candidate_ops=plan.candidates,
+                  evaluate=runner.evaluate, rank=runner.rank, candidate_ops=plan.candidates + list(plan.beyond_matmul),
                   forced_fp32=plan.forced_fp32, max_trials=t.max_trials, time_budget_s=t.time_budget_min * 60.0,
                   fallback=t.fallback, clock=time.perf_counter, log=log)
     return Search(outcome=tuner.run())

@@ -128,7 +128,7 @@ class Tuner:
                           int8_flops_share=share, bleu=score, drop=drop, passed=passed, quantize_s=t1 - t0,
                           evaluate_s=t2 - t1, note=note)
             outcome.trials.append(trial)
-            self.log(f"trial {trial.index}: {len(fp32_ops)} MatMul(s) FP32, {int8_ops} INT8, BLEU {score:.2f} "
+            self.log(f"trial {trial.index}: {len(fp32_ops)} op(s) FP32, {int8_ops} MatMul(s) INT8, BLEU {score:.2f} "
                      f"(drop {drop:+.2f}) {'PASS' if passed else 'fail'}")
             last_trial_s = t2 - t0
             if passed:

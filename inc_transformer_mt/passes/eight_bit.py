@@ -1,0 +1,93 @@
+"""The package's own rewrites below FP32 beyond INC's MatMuls, applied to a trial's graph after INC.
+
+A quantization plan's ``beyond_matmul`` ops (op name -> type) select them: attention ``BatchMatMulV2`` ->
+INT8 attention (:mod:`~inc_transformer_mt.passes.int8_attention`), ``Softmax`` and ``LayerNorm`` -> the
+integer-only replacements (:mod:`~inc_transformer_mt.passes.integer_ops`). :func:`watched_tensors` says what
+the calibration must watch for them; :func:`apply_eight_bit` rewrites.
+
+Ranges: the attention operands use the recipe's range method (KL or min/max, as the MatMuls); the integer
+Softmax and LayerNorm use the observed |max| of their input, since they run at 16-bit input precision and
+clipping a logit or a residual is worse than a coarser step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from inc_transformer_mt.errors import UserError
+
+__all__ = ["KINDS", "apply_eight_bit", "check_supported", "watched_tensors"]
+
+#: op type -> the rewrite's name
+KINDS = {"BatchMatMulV2": "int8_attention", "Softmax": "integer_softmax", "LayerNorm": "integer_layer_norm"}
+
+
+def _by_type(ops: Mapping[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for op, t in ops.items():
+        if t not in KINDS:
+            raise UserError(f"{op}: no rewrite below FP32 for op type {t}")
+        out.setdefault(t, []).append(op)
+    return out
+
+
+def check_supported(graph_def, ops: Mapping[str, str]) -> None:
+    """UserError naming the first selected LayerNorm that is not in the supported composite form."""
+    from inc_transformer_mt.passes.integer_ops import layer_norm_parts
+
+    lns = _by_type(ops).get("LayerNorm", [])
+    if lns:
+        parts = layer_norm_parts(graph_def)
+        for scope in lns:
+            if isinstance(parts.get(scope), str):
+                raise UserError(f"LayerNorm {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
+
+
+def watched_tensors(graph_def, ops: Mapping[str, str]) -> tuple[dict[str, list[str]], set[str]]:
+    """(reader op -> the tensors to calibrate, the masked tensors) for the selected ops."""
+    from inc_transformer_mt.passes.int8_attention import attention_inputs
+    from inc_transformer_mt.passes.integer_ops import layer_norm_parts, softmax_inputs
+
+    kinds = _by_type(ops)
+    extra: dict[str, list[str]] = {}
+    masked: set[str] = set()
+    if "BatchMatMulV2" in kinds:
+        att = attention_inputs(graph_def)
+        extra.update({op: att[op] for op in kinds["BatchMatMulV2"]})
+    if "Softmax" in kinds:
+        sm = softmax_inputs(graph_def)
+        for op in kinds["Softmax"]:
+            extra[op] = [sm[op]]
+            masked.add(sm[op])
+    if "LayerNorm" in kinds:
+        check_supported(graph_def, ops)
+        parts = layer_norm_parts(graph_def)
+        for scope in kinds["LayerNorm"]:
+            p: Any = parts[scope]
+            extra.setdefault(p.reader, []).append(p.x)
+    return extra, masked
+
+
+def apply_eight_bit(graph_def, ops: Mapping[str, str], chosen: Mapping[str, tuple[float, float]],
+                    observed: Mapping[str, tuple[float, float]]) -> tuple[Any, list[dict[str, Any]]]:
+    """(new graph, one report dict per rewrite run) for the selected ops; the input graph is not modified.
+
+    ``chosen``: the recipe method's ranges per tensor (attention operands); ``observed``: calibrated min/max
+    per tensor (Softmax and LayerNorm inputs)."""
+    from inc_transformer_mt.passes.int8_attention import int8_attention
+    from inc_transformer_mt.passes.integer_ops import integer_layer_norm, integer_softmax
+
+    kinds = _by_type(ops)
+    reports = []
+    gd = graph_def
+    if kinds.get("BatchMatMulV2"):
+        gd, r = int8_attention(gd, chosen, kinds["BatchMatMulV2"])
+        reports.append(r.to_dict())
+    if kinds.get("Softmax"):
+        gd, r = integer_softmax(gd, observed, kinds["Softmax"])
+        reports.append(r.to_dict())
+    if kinds.get("LayerNorm"):
+        gd, r = integer_layer_norm(gd, observed, kinds["LayerNorm"])
+        reports.append(r.to_dict())
+    return gd, reports

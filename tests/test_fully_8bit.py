@@ -1,0 +1,250 @@
+"""Beyond INC's MatMuls (issue 13): INT8 attention, integer Softmax and LayerNorm.
+
+Each rewrite on a small graph built here: op counts, and outputs against a NumPy reference of the integer
+algorithm (bit for bit) and against the float op (within a stated tolerance); the recipe rules that select
+them; calibration statistics of masked logits; and one tiny-model tune through the whole pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.unit
+
+
+def _float_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _float_layer_norm(x, gamma, beta, eps):
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * gamma + beta
+
+
+def _logits(seed=0, shape=(3, 2, 5, 24), masked_from=17):
+    x = (np.random.default_rng(seed).standard_normal(shape) * 4.0).astype(np.float32)
+    x[..., masked_from:] += np.float32(-1e9)
+    return x
+
+
+def _attention_graph(x_shape, y_shape, mask_from=None, layer_norm=False):
+    """A frozen graph: q, k -> BatchMatMulV2(q, k^T) [+ mask] -> Softmax -> BatchMatMulV2(., v) [-> LayerNorm]."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    graph = tf.Graph()
+    with graph.as_default():
+        q = tf.compat.v1.placeholder(tf.float32, x_shape, name="q")
+        k = tf.compat.v1.placeholder(tf.float32, y_shape, name="k")
+        v = tf.compat.v1.placeholder(tf.float32, y_shape, name="v")
+        with tf.name_scope("att"):
+            logits = tf.matmul(q, k, transpose_b=True)
+            if mask_from is not None:
+                n = y_shape[-2]
+                logits = logits + tf.constant(np.where(np.arange(n) >= mask_from, -1e9, 0.0).astype(np.float32))
+            w = tf.nn.softmax(logits, name="weights")
+            out = tf.matmul(w, v)
+        if layer_norm:
+            d = y_shape[-1]
+            gamma = tf.constant(rng.uniform(0.5, 2.0, d).astype(np.float32))
+            beta = tf.constant(rng.normal(0, 0.3, d).astype(np.float32))
+            with tf.name_scope("layer_norm"):
+                mean = tf.reduce_mean(out, axis=-1, keepdims=True)
+                var = tf.reduce_mean(tf.square(out - mean), axis=-1, keepdims=True)
+                out = (out - mean) * tf.math.rsqrt(var + 1e-6) * gamma + beta
+        tf.identity(out, name="out")
+    return graph.as_graph_def()
+
+
+def _run(graph_def, feeds, fetch="out:0"):
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        return sess.run(fetch, {f"{k}:0": v for k, v in feeds.items()})
+
+
+# ---------------------------------------------------------------------------------------------- softmax
+def test_integer_softmax_graph_equals_numpy_reference_and_float_softmax():
+    import tensorflow as tf
+
+    from inc_transformer_mt.passes.integer_ops import OUT_LEVELS, SoftmaxConsts, _softmax_graph, softmax_reference
+
+    x = _logits()
+    k = SoftmaxConsts.for_range(float(np.abs(x[x > -1e4]).max()))
+    ref = softmax_reference(x, k)
+    assert np.array_equal(_softmax_graph(tf.constant(x), k).numpy(), ref)
+    # 8-bit output: each probability within 1.5 steps of 1/255 of the float softmax; masked keys exactly 0
+    assert np.abs(ref - _float_softmax(x)).max() < 1.5 / OUT_LEVELS
+    assert (ref[..., 17:] == 0).all()
+    assert np.abs(ref.sum(-1) - 1).max() < 24 / OUT_LEVELS
+
+
+def test_integer_softmax_constants_bound_the_int32_polynomial():
+    from inc_transformer_mt.passes.integer_ops import MIN_SOFTMAX_SCALE, SoftmaxConsts
+
+    for absmax in (0.01, 1.0, 20.0, 500.0):
+        k = SoftmaxConsts.for_range(absmax)
+        assert k.scale >= MIN_SOFTMAX_SCALE
+        assert k.q_b**2 + k.q_c < 2**22  # the largest q_l: 511 keys sum below 2^31
+        assert k.clip_lo <= -(k.clip_hi + 30 * k.q_ln2)  # the mask lands at exp < 2^-30
+
+
+# ------------------------------------------------------------------------------------------- layer norm
+def test_integer_layer_norm_graph_equals_numpy_reference_and_float_layer_norm():
+    import tensorflow as tf
+
+    from inc_transformer_mt.passes.integer_ops import LayerNormConsts, _layer_norm_graph, layer_norm_reference
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 7, 64)) * 3 + 2).astype(np.float32)
+    x[0, 0, 5] = 40.0  # an outlier sets the range
+    gamma = rng.uniform(0.5, 1.5, 64).astype(np.float32)
+    beta = (rng.standard_normal(64) * 0.1).astype(np.float32)
+    k = LayerNormConsts.for_range(float(np.abs(x).max()), gamma, beta, 1e-6)
+    ref = layer_norm_reference(x, k)
+    assert np.array_equal(_layer_norm_graph(tf.constant(x), k, 64).numpy(), ref)
+    want = _float_layer_norm(x, gamma, beta, 1e-6)
+    # int8 gamma (0.4% of its max) and 2^-10 normalised steps: within 1% of the output's range
+    assert np.abs(ref - want).max() < 0.01 * np.abs(want).max()
+
+
+def test_integer_square_root_is_the_exact_floor_root():
+    from inc_transformer_mt.passes.integer_ops import _isqrt_reference
+
+    v = np.concatenate([np.arange(0, 5000, dtype=np.int64),
+                        np.random.default_rng(2).integers(1, 2**44, 5000, dtype=np.int64)])
+    r = _isqrt_reference(v)
+    v1 = np.maximum(v, 1)
+    assert ((r * r <= v1) & ((r + 1) * (r + 1) > v1)).all()
+
+
+# -------------------------------------------------------------------------------------------- rewrites
+def test_rewrites_on_a_small_attention_graph():
+    from inc_transformer_mt.model.analysis import op_precision_census
+    from inc_transformer_mt.passes.eight_bit import apply_eight_bit, watched_tensors
+    from inc_transformer_mt.passes.int8_attention import QBMM_OP
+    from inc_transformer_mt.passes.integer_ops import LayerNormConsts, SoftmaxConsts
+
+    xs, ys = [2, 2, 3, 16], [2, 2, 9, 16]
+    gd = _attention_graph(xs, ys, mask_from=7, layer_norm=True)
+    rng = np.random.default_rng(5)
+    feeds = {"q": rng.standard_normal(xs).astype(np.float32), "k": rng.standard_normal(ys).astype(np.float32),
+             "v": rng.standard_normal(ys).astype(np.float32)}
+    ops = {"att/MatMul": "BatchMatMulV2", "att/MatMul_1": "BatchMatMulV2", "att/weights": "Softmax",
+           "layer_norm": "LayerNorm"}
+    extra, masked = watched_tensors(gd, ops)
+    assert extra["att/MatMul"] == ["q", "k"] and masked == {"att/add"}
+    # ranges: the operands' true |max|; the logits' and the LayerNorm input's observed |max|
+    logits = _run(gd, feeds, "att/add:0")
+    pre_ln = _run(gd, feeds, "att/MatMul_1:0")
+    absmax = {"q": np.abs(feeds["q"]).max(), "k": np.abs(feeds["k"]).max(), "v": np.abs(feeds["v"]).max(),
+              "att/weights": 1.0, "att/add": np.abs(logits[logits > -1e4]).max(), "att/MatMul_1": np.abs(pre_ln).max()}
+    ranges = {t: (-float(a), float(a)) for t, a in absmax.items()}
+    new, reports = apply_eight_bit(gd, ops, ranges, ranges)
+    assert [r["pass"] for r in reports] == ["int8_attention", "integer_softmax", "integer_layer_norm"]
+    types = [n.op for n in new.node]
+    assert types.count(QBMM_OP) == 2 and "Softmax" not in types and "Rsqrt" not in types
+    census = op_precision_census(new)
+    assert census["BatchMatMulV2"]["int8"]["outside_loop"] == 2
+    assert census["Softmax"]["integer"]["outside_loop"] == 1 and census["LayerNorm"]["integer"]["outside_loop"] == 1
+    # the integer ops alone (float BatchMatMuls) reproduce the NumPy references on the float graph's tensors
+    only_int, _ = apply_eight_bit(gd, {"att/weights": "Softmax", "layer_norm": "LayerNorm"}, ranges, ranges)
+    k = SoftmaxConsts.for_range(absmax["att/add"])
+    from inc_transformer_mt.passes.integer_ops import layer_norm_parts, layer_norm_reference, softmax_reference
+
+    assert np.array_equal(_run(only_int, feeds, "att/weights:0"), softmax_reference(logits, k))
+    parts = layer_norm_parts(gd)["layer_norm"]
+    kl = LayerNormConsts.for_range(absmax["att/MatMul_1"], parts.gamma, parts.beta, parts.eps)
+    pre_ln_int = _run(only_int, feeds, "att/MatMul_1:0")
+    assert np.array_equal(_run(only_int, feeds), layer_norm_reference(pre_ln_int, kl))
+    # everything together stays close to the float graph
+    want, got = _run(gd, feeds), _run(new, feeds)
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+
+
+def test_int8_attention_quantizes_the_second_operand_to_seven_bits():
+    """On CPUs without VNNI, full 8-bit operands saturate the s8 kernel's int16 pair sums; the rewrite keeps the
+    second operand within [-64, 63] and the result close to float on data that saturated before."""
+    from inc_transformer_mt.passes.int8_attention import int8_attention, quantize_range
+
+    assert quantize_range(-3.0, 2.0) == 3.0 and quantize_range(-3.0, 2.0, reduced=True) == 6.0
+    xs, ys = [8, 4, 1, 64], [8, 4, 20, 64]
+    gd = _attention_graph(xs, ys)
+    rng = np.random.default_rng(0)
+    q = np.clip(rng.standard_normal(xs), -3, 3).astype(np.float32)
+    k = np.clip(rng.standard_normal(ys), -3, 3).astype(np.float32)
+    new, report = int8_attention(gd, {"q": (-3.0, 3.0), "k": (-3.0, 3.0), "att/weights": (0.0, 1.0),
+                                      "v": (-3.0, 3.0)}, ["att/MatMul"])
+    assert report.rewritten == ["att/MatMul"] and report.details["att/MatMul"]["y_range"] == 6.0
+    feeds = {"q": q, "k": k, "v": k}
+    want, got = _run(gd, feeds, "att/MatMul:0"), _run(new, feeds, "att/MatMul:0")
+    # 8-bit q (step 3/127) and 7-bit k (step 6/127) over 64 products: within 1.5% of the logits' range
+    assert np.abs(got - want).max() < 0.015 * np.abs(want).max() * 64 / 8
+
+
+def test_layer_norm_outside_the_supported_form_is_refused_by_name():
+    import tensorflow as tf
+
+    from inc_transformer_mt.errors import UserError
+    from inc_transformer_mt.passes.eight_bit import check_supported
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 8], name="x")
+        with tf.name_scope("layer_norm"):
+            mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+            out = (x - mean) * tf.math.rsqrt(tf.reduce_mean(tf.square(x - mean), -1, keepdims=True) + x[:, :1])
+        tf.identity(out, name="out")
+    with pytest.raises(UserError, match="LayerNorm layer_norm cannot be made integer"):
+        check_supported(graph.as_graph_def(), {"layer_norm": "LayerNorm"})
+
+
+def test_calibration_leaves_the_attention_mask_out_of_masked_tensors():
+    from inc_transformer_mt.quant.calibrate import _Instrumented
+
+    import tensorflow as tf
+
+    gd = _attention_graph([1, 1, 2, 4], [1, 1, 6, 4], mask_from=3)
+    inst = _Instrumented.__new__(_Instrumented)
+    inst.tf, inst.masked = tf, {"att/add:0"}
+    logits = _run(gd, {"q": np.ones([1, 1, 2, 4], np.float32), "k": np.ones([1, 1, 6, 4], np.float32),
+                       "v": np.ones([1, 1, 6, 4], np.float32)}, "att/add:0")
+    seen = inst._values("att/add:0", tf.constant(logits)).numpy()
+    assert logits.min() < -1e8 and seen.min() == 0.0 and seen.max() == pytest.approx(4.0)
+    assert inst._values("other:0", tf.constant(logits)).numpy().min() < -1e8
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+def test_recipe_accepts_the_new_dtypes():
+    """The refusals (Softmax/LayerNorm int8, MatMul integer, GatherNd int8) are tests/data/recipes/*.yaml, each
+    with its expected error line (tests/test_recipe.py)."""
+    from inc_transformer_mt.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "reference_fully_8bit.yaml")
+    assert [(r.op_type, r.dtype) for r in recipe.quantization.rules] == [
+        ("MatMul", "int8"), ("BatchMatMulV2", "int8"), ("Softmax", "integer"), ("LayerNorm", "integer")]
+
+
+def test_plan_refuses_an_op_name_rule_that_reaches_a_softmax_with_int8():
+    from inc_transformer_mt.errors import UserError
+    from inc_transformer_mt.quant.plan import resolve_plan
+    from inc_transformer_mt.recipe.schema import QuantRule
+
+    ops = {"a/MatMul": "MatMul", "a/att/weights": "Softmax", "a/layer_norm": "LayerNorm", "a/att/MatMul_3":
+           "BatchMatMulV2"}
+    rules = [QuantRule(op_type="MatMul", dtype="int8"), QuantRule(op_name="^a/att/.*$", dtype="int8")]
+    with pytest.raises(UserError, match=r"r.yaml:9: quantization.rules\[1\].*Softmax.*use dtype integer"):
+        resolve_plan(rules, ops, rule_lines={1: 9}, source="r.yaml")
+    plan = resolve_plan([QuantRule(op_type="MatMul", dtype="int8"), QuantRule(op_type="Softmax", dtype="integer"),
+                         QuantRule(op_name="^a/att/MatMul_3$", dtype="int8")], ops)
+    assert plan.beyond_matmul == {"a/att/MatMul_3": "BatchMatMulV2", "a/att/weights": "Softmax"}
+    assert plan.candidates == ["a/MatMul"]
