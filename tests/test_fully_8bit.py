@@ -248,3 +248,50 @@ def test_plan_refuses_an_op_name_rule_that_reaches_a_softmax_with_int8():
                          QuantRule(op_name="^a/att/MatMul_3$", dtype="int8")], ops)
     assert plan.beyond_matmul == {"a/att/MatMul_3": "BatchMatMulV2", "a/att/weights": "Softmax"}
     assert plan.candidates == ["a/MatMul"]
+
+
+# ------------------------------------------------------------------------------------------ whole tune
+@pytest.mark.slow
+def test_tune_honours_integer_and_int8_attention_rules_on_the_tiny_model(tmp_path, tiny_model_dir, monkeypatch):
+    """The tiny model through ``inc-mt tune`` with every rule beyond MatMul: calibrated, rewritten in the
+    trial, and visible in the report's census measured on the written graph."""
+    import inc_transformer_mt as mt
+    from inc_transformer_mt.data.corpus import multi30k_split, read_lines
+    from inc_transformer_mt.model.analysis import op_precision_census
+    from inc_transformer_mt.model.graph import load_graph_def
+
+    src = read_lines(multi30k_split("val", "en"))[:32]
+    hyps = [h if h.strip() else "." for h in mt.translate(src, model=mt.ModelOptions(tiny_model_dir))]
+    (tmp_path / "src.en").write_text("".join(s + "\n" for s in src))
+    (tmp_path / "ref.de").write_text("".join(h + "\n" for h in hyps))
+    (tmp_path / "recipe.yaml").write_text(f"""
+model: {{path: {tiny_model_dir}}}
+data:
+  calibration: {{source: src.en, reference: ref.de, start: 24, size: 8}}
+  tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
+quantization:
+  rules:
+    - {{op_type: MatMul, dtype: int8}}
+    - {{op_type: BatchMatMulV2, dtype: int8}}
+    - {{op_type: Softmax, dtype: integer}}
+    - {{op_type: LayerNorm, dtype: integer}}
+calibration: {{method: minmax, batch_size: 4}}
+tuning: {{fallback: none, max_trials: 1, criterion: {{type: relative, max_drop: 0.99}}}}
+backend: itex
+passes: []
+outputs: {{dir: tuned, overwrite: never}}
+""")
+    monkeypatch.setenv("INC_MT_CACHE", str(tmp_path / "cache"))
+    result = mt.tune(tmp_path / "recipe.yaml", log=lambda s: None)
+    assert result.passed, result.report.stop_reason
+    census = result.report.int8.precision_census
+    # tiny model, 2 encoder + 2 decoder layers: 2*2 + 2*4 = 12 attention BatchMatMuls, 2 + 4 Softmax,
+    # 2*2 + 1 LayerNorms in the encoder and 2*3 + 1 in the decoder loop
+    assert census["BatchMatMulV2"].int8.outside_loop + census["BatchMatMulV2"].int8.inside_loop == 12
+    assert census["BatchMatMulV2"].fp32.outside_loop + census["BatchMatMulV2"].fp32.inside_loop == 0
+    assert census["Softmax"].integer.inside_loop == 4 and census["Softmax"].integer.outside_loop == 2
+    assert (census["LayerNorm"].integer.outside_loop, census["LayerNorm"].integer.inside_loop) == (5, 7)
+    assert census["LayerNorm"].fp32.inside_loop + census["LayerNorm"].fp32.outside_loop == 0
+    written = load_graph_def(result.out_dir / "model.pb.gz")
+    assert op_precision_census(written)["Softmax"]["integer"]["inside_loop"] == 4
+    assert len(mt.translate(src[:4], model=mt.ModelOptions(result.out_dir))) == 4
