@@ -209,9 +209,9 @@ def test_layer_norm_outside_the_supported_form_is_refused_by_name():
 
 
 def test_calibration_leaves_the_attention_mask_out_of_masked_tensors():
-    from inc_transformer_mt.quant.calibrate import _Instrumented
-
     import tensorflow as tf
+
+    from inc_transformer_mt.quant.calibrate import _Instrumented
 
     gd = _attention_graph([1, 1, 2, 4], [1, 1, 6, 4], mask_from=3)
     inst = _Instrumented.__new__(_Instrumented)

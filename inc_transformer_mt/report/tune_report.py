@@ -287,11 +287,12 @@ def _census_rows(i8: Int8Info) -> list[str]:
               f"FLOPs); KL/min-max ranges frozen: {i8.ranges_replaced}; loop Enter fixes: {i8.enter_fixes}"), "",
              ("Precision of every op type, measured on the final graph (after the passes: hoisted ops count outside "
               "the loop):"), "",
-             "| op type | INT8 outside loop | INT8 inside loop | FP32 outside loop | FP32 inside loop |",
-             "|---|---|---|---|---|"]
+             ("| op type | INT8 outside loop | INT8 inside loop | integer outside loop | integer inside loop "
+              "| FP32 outside loop | FP32 inside loop |"),
+             "|---|---|---|---|---|---|---|"]
     for op, c in i8.precision_census.items():
-        lines.append(f"| {op} | {c.int8.outside_loop} | {c.int8.inside_loop} | {c.fp32.outside_loop} | "
-                     f"{c.fp32.inside_loop} |")
+        lines.append(f"| {op} | {c.int8.outside_loop} | {c.int8.inside_loop} | {c.integer.outside_loop} | "
+                     f"{c.integer.inside_loop} | {c.fp32.outside_loop} | {c.fp32.inside_loop} |")
     lines += ["", "All ops of the INT8 graph:", "", "| op | outside loop | inside loop |", "|---|---|---|"]
     for op, c in i8.op_census["ops"].items():
         lines.append(f"| {op} | {c['outside_loop']} | {c['inside_loop']} |")

@@ -278,7 +278,6 @@ def calibrate(inputs: TuneInputs, fp32, log: Log, plan: QuantPlan | None = None)
     """Stage 4: activation statistics over the calibration sentences (every decode step) and their ranges: of
     every MatMul input, and of the inputs of the plan's ops beyond MatMul (attention, Softmax, LayerNorm)."""
     from inc_transformer_mt.passes.eight_bit import watched_tensors
-
     from inc_transformer_mt.quant.calibrate import collect_stats
     from inc_transformer_mt.quant.inc_bridge import requant_targets
     from inc_transformer_mt.quant.inc_hooks import CalibrationLoader
