@@ -1,8 +1,9 @@
 """The package's own rewrites below FP32 beyond INC's MatMuls, applied to a trial's graph after INC.
 
 A quantization plan's ``beyond_matmul`` ops (op name -> type) select them: attention ``BatchMatMulV2`` ->
-INT8 attention (:mod:`~inc_transformer_mt.passes.int8_attention`), ``Softmax`` and ``LayerNorm`` -> the
-integer-only replacements (:mod:`~inc_transformer_mt.passes.integer_ops`). :func:`watched_tensors` says what
+INT8 attention (:mod:`~inc_transformer_mt.passes.int8_attention`), ``GatherNd`` -> the INT8 K/V cache
+(:mod:`~inc_transformer_mt.passes.int8_cache`), ``Softmax`` and ``LayerNorm`` -> the integer-only
+replacements (:mod:`~inc_transformer_mt.passes.integer_ops`). :func:`watched_tensors` says what
 the calibration must watch for them; :func:`apply_eight_bit` rewrites.
 
 Ranges: the attention operands use the recipe's range method (KL or min/max, as the MatMuls); the integer
@@ -17,10 +18,14 @@ from typing import Any
 
 from inc_transformer_mt.errors import UserError
 
-__all__ = ["KINDS", "apply_eight_bit", "check_supported", "watched_tensors"]
+__all__ = ["EXACT", "KINDS", "apply_eight_bit", "check_supported", "watched_tensors"]
 
 #: op type -> the rewrite's name
-KINDS = {"BatchMatMulV2": "int8_attention", "Softmax": "integer_softmax", "LayerNorm": "integer_layer_norm"}
+KINDS = {"BatchMatMulV2": "int8_attention", "GatherNd": "int8_kv_cache", "Softmax": "integer_softmax",
+         "LayerNorm": "integer_layer_norm"}
+#: op types whose rewrite adds no error of its own (the INT8 cache holds exactly the integers INT8 attention
+#: computes): not fallback candidates
+EXACT = ("GatherNd",)
 
 
 def _by_type(ops: Mapping[str, str]) -> dict[str, list[str]]:
@@ -33,10 +38,15 @@ def _by_type(ops: Mapping[str, str]) -> dict[str, list[str]]:
 
 
 def check_supported(graph_def, ops: Mapping[str, str]) -> None:
-    """UserError naming the first selected LayerNorm that is not in the supported composite form."""
+    """UserError naming the first selected LayerNorm that is not in the supported composite form, or an INT8
+    cache without the INT8 attention that reads it."""
     from inc_transformer_mt.passes.integer_ops import layer_norm_parts
 
-    lns = _by_type(ops).get("LayerNorm", [])
+    kinds = _by_type(ops)
+    if kinds.get("GatherNd") and not kinds.get("BatchMatMulV2"):
+        raise UserError("GatherNd int8 (the INT8 K/V cache) needs the attention that reads the cache in INT8: "
+                        "add {op_type: BatchMatMulV2, dtype: int8}")
+    lns = kinds.get("LayerNorm", [])
     if lns:
         parts = layer_norm_parts(graph_def)
         for scope in lns:
@@ -83,6 +93,11 @@ def apply_eight_bit(graph_def, ops: Mapping[str, str], chosen: Mapping[str, tupl
     gd = graph_def
     if kinds.get("BatchMatMulV2"):
         gd, r = int8_attention(gd, chosen, kinds["BatchMatMulV2"])
+        reports.append(r.to_dict())
+    if kinds.get("GatherNd"):
+        from inc_transformer_mt.passes.int8_cache import int8_cache
+
+        gd, r = int8_cache(gd, kinds["GatherNd"])
         reports.append(r.to_dict())
     if kinds.get("Softmax"):
         gd, r = integer_softmax(gd, observed, kinds["Softmax"])

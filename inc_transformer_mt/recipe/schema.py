@@ -153,15 +153,15 @@ class QuantRule(_Strict):
 
 #: op type -> the dtypes a rule may give it
 DTYPES_BY_OP = {"MatMul": ("int8", "fp32"), "BatchMatMulV2": ("int8", "fp32"), "Softmax": ("integer", "fp32"),
-                "LayerNorm": ("integer", "fp32"), "GatherNd": ("fp32",)}
+                "LayerNorm": ("integer", "fp32"), "GatherNd": ("int8", "fp32")}
 _WHY = {
     ("MatMul", "integer"): "dtype integer is for Softmax and LayerNorm; a MatMul is int8 or fp32",
     ("BatchMatMulV2", "integer"): "dtype integer is for Softmax and LayerNorm; attention BatchMatMulV2 is int8 "
                                   "(the package's INT8 attention) or fp32",
     ("Softmax", "int8"): "Softmax has no int8 kernel; use dtype integer (integer-only softmax) or fp32",
     ("LayerNorm", "int8"): "LayerNorm has no int8 kernel; use dtype integer (integer-only LayerNorm) or fp32",
-    ("GatherNd", "int8"): "an INT8 K/V cache (GatherNd on 8-bit data) is not implemented yet; keep GatherNd fp32",
-    ("GatherNd", "integer"): "dtype integer is for Softmax and LayerNorm; GatherNd stays fp32",
+    ("GatherNd", "integer"): "dtype integer is for Softmax and LayerNorm; GatherNd is int8 (the INT8 K/V cache) "
+                             "or fp32",
 }
 
 

@@ -408,11 +408,13 @@ class _TrialRunner:
         n = min(tuning.sensitivity_sentences, len(self.inputs.tuning.source))
         src, ref_hyps = self.inputs.tuning.source[:n], self.baseline.hyps[:n]
 
+        from inc_transformer_mt.passes.eight_bit import EXACT
+
         beyond = self.plan.beyond_matmul
 
         def measure(ops):
             graph = fake_quant_graph(self.fp32.graph_def, self.cal.matmul_range, [o for o in ops if o not in beyond])
-            below = {o: beyond[o] for o in ops if o in beyond}
+            below = {o: beyond[o] for o in ops if o in beyond and beyond[o] not in EXACT}
             if below:
                 graph = self._eight_bit(graph, below)
             with Translator(self.inputs.model, graph_def=graph) as tr:
@@ -421,11 +423,19 @@ class _TrialRunner:
 
         self.log(f"trial 1 missed the criterion: measuring the sensitivity of each {tuning.granularity} "
                  f"on {n} sentences")
-        ranking = rank_units(units(self.plan.candidates + list(beyond), tuning.granularity), measure,
+        ranking = rank_units(units(_fallback_candidates(self.plan), tuning.granularity), measure,
                              time.perf_counter)
         for s in ranking[:5]:
             self.log(f"  {s.unit}: {s.score:.2f}")
         return ranking
+
+
+def _fallback_candidates(plan: QuantPlan) -> list[str]:
+    """The ops the tuner may return to FP32: the INT8 MatMuls and the rewrites beyond MatMul that add error of
+    their own (not the INT8 cache, exact given INT8 attention)."""
+    from inc_transformer_mt.passes.eight_bit import EXACT
+
+    return plan.candidates + [op for op, t in plan.beyond_matmul.items() if t not in EXACT]
 
 
 def _count_types(ops: dict[str, str]) -> str:
@@ -451,7 +461,7 @@ def search(inputs: TuneInputs, fp32, baseline: Baseline, calibration: Calibratio
     t = inputs.recipe.tuning
     runner = _TrialRunner(inputs, fp32, baseline, calibration, plan, log)
     tuner = Tuner(baseline=baseline.bleu, criterion=inputs.criterion, quantize=runner.quantize,
-                  evaluate=runner.evaluate, rank=runner.rank, candidate_ops=plan.candidates + list(plan.beyond_matmul),
+                  evaluate=runner.evaluate, rank=runner.rank, candidate_ops=_fallback_candidates(plan),
                   forced_fp32=plan.forced_fp32, max_trials=t.max_trials, time_budget_s=t.time_budget_min * 60.0,
                   fallback=t.fallback, clock=time.perf_counter, log=log)
     return Search(outcome=tuner.run())
