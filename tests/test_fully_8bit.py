@@ -225,13 +225,14 @@ def test_calibration_leaves_the_attention_mask_out_of_masked_tensors():
 
 # ---------------------------------------------------------------------------------------------- recipes
 def test_recipe_accepts_the_new_dtypes():
-    """The refusals (Softmax/LayerNorm int8, MatMul integer, GatherNd int8) are tests/data/recipes/*.yaml, each
+    """The refusals (Softmax/LayerNorm int8, MatMul integer) are tests/data/recipes/*.yaml, each
     with its expected error line (tests/test_recipe.py)."""
     from inc_transformer_mt.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "reference_fully_8bit.yaml")
     assert [(r.op_type, r.dtype) for r in recipe.quantization.rules] == [
-        ("MatMul", "int8"), ("BatchMatMulV2", "int8"), ("Softmax", "integer"), ("LayerNorm", "integer")]
+        ("MatMul", "int8"), ("BatchMatMulV2", "int8"), ("GatherNd", "int8"), ("Softmax", "integer"),
+        ("LayerNorm", "integer")]
 
 
 def test_plan_refuses_an_op_name_rule_that_reaches_a_softmax_with_int8():
@@ -252,7 +253,7 @@ def test_plan_refuses_an_op_name_rule_that_reaches_a_softmax_with_int8():
 
 # ------------------------------------------------------------------------------------------ whole tune
 @pytest.mark.slow
-def test_tune_honours_integer_and_int8_attention_rules_on_the_tiny_model(tmp_path, tiny_model_dir, monkeypatch):
+def test_tune_honours_every_rule_beyond_matmul_on_the_tiny_model(tmp_path, tiny_model_dir, monkeypatch):
     """The tiny model through ``inc-mt tune`` with every rule beyond MatMul: calibrated, rewritten in the
     trial, and visible in the report's census measured on the written graph."""
     import inc_transformer_mt as mt
@@ -273,6 +274,7 @@ quantization:
   rules:
     - {{op_type: MatMul, dtype: int8}}
     - {{op_type: BatchMatMulV2, dtype: int8}}
+    - {{op_type: GatherNd, dtype: int8}}
     - {{op_type: Softmax, dtype: integer}}
     - {{op_type: LayerNorm, dtype: integer}}
 calibration: {{method: minmax, batch_size: 4}}
@@ -291,7 +293,64 @@ outputs: {{dir: tuned, overwrite: never}}
     assert census["BatchMatMulV2"].fp32.outside_loop + census["BatchMatMulV2"].fp32.inside_loop == 0
     assert census["Softmax"].integer.inside_loop == 4 and census["Softmax"].integer.outside_loop == 2
     assert (census["LayerNorm"].integer.outside_loop, census["LayerNorm"].integer.inside_loop) == (5, 7)
+    assert census["GatherNd"].int8.inside_loop == 8  # 2 layers x K and V x the two beam gathers
     assert census["LayerNorm"].fp32.inside_loop + census["LayerNorm"].fp32.outside_loop == 0
     written = load_graph_def(result.out_dir / "model.pb.gz")
     assert op_precision_census(written)["Softmax"]["integer"]["inside_loop"] == 4
     assert len(mt.translate(src[:4], model=mt.ModelOptions(result.out_dir))) == 4
+
+
+# -------------------------------------------------------------------------------------------- K/V cache
+@pytest.fixture(scope="module")
+def tiny_int8_attention(tiny_model_dir):
+    """The tiny model's graph with INT8 attention (ranges: min/max over two batches), and those batches."""
+    from inc_transformer_mt.model.graph import load_graph_def
+    from inc_transformer_mt.passes.int8_attention import attention_inputs, int8_attention
+    from inc_transformer_mt.quant.calibrate import collect_stats
+
+    gd = load_graph_def(tiny_model_dir / "model.pb.gz")
+    rng = np.random.default_rng(4)
+    batches = [rng.integers(3, 8000, size=(3, n)).astype(np.int32) for n in (5, 9)]
+    att = attention_inputs(gd)
+    stats = collect_stats(gd, "input_ids:0", "output_ids:0", batches, extra=att, bins=64).stats
+    graph, _ = int8_attention(gd, {t: (s.minimum, s.maximum) for t, s in stats.items()}, att)
+    return graph, batches
+
+
+def test_int8_cache_moves_the_reorder_before_quantization_token_identically(tiny_int8_attention):
+    """Gather-then-quantize (INT8 attention quantizes the float cache at every step) against quantize-then-
+    gather (the cache stored, concatenated and reordered in int8): the same output ids and scores."""
+    from conftest import run_graph_batches
+
+    from inc_transformer_mt.model.analysis import op_precision_census
+    from inc_transformer_mt.passes.int8_cache import find_caches, int8_cache
+
+    graph, batches = tiny_int8_attention
+    caches = find_caches(graph)
+    assert len(caches) == 4  # K and V of the 2 decoder layers; the cross-attention reads no loop cache
+    gathers = [n.name for n in graph.node if n.op == "GatherNd"]
+    cached, report = int8_cache(graph, gathers)
+    assert len(report.rewritten) == 4
+    by_name = {n.name: n for n in cached.node}
+    for c in caches:  # the loop variable itself is int8, Enter to NextIteration
+        merge = next(n for n in c.nodes.values() if n.op == "Merge")
+        assert by_name[merge.name].attr["T"].type == 6  # DT_INT8
+    census = op_precision_census(cached)["GatherNd"]
+    assert census["int8"]["inside_loop"] == 8 and census["int8"]["outside_loop"] == 0
+    before = run_graph_batches(graph, batches)
+    after = run_graph_batches(cached, batches)
+    for (ids_a, scores_a), (ids_b, scores_b) in zip(before, after, strict=True):
+        assert np.array_equal(ids_a, ids_b)
+        assert np.array_equal(scores_a, scores_b)
+    # with only part of a cache's gathers selected that cache stays float
+    partial, rep = int8_cache(graph, [caches[0].gathers[0]])
+    assert not rep.applicable and "reorder no cache" in rep.reason
+
+
+def test_int8_cache_without_int8_attention_is_refused_before_any_work():
+    from inc_transformer_mt.errors import UserError
+    from inc_transformer_mt.passes.eight_bit import check_supported
+
+    gd = _attention_graph([1, 1, 2, 4], [1, 1, 3, 4])
+    with pytest.raises(UserError, match=r"GatherNd int8 \(the INT8 K/V cache\) needs .* BatchMatMulV2, dtype: int8"):
+        check_supported(gd, {"some/GatherNd": "GatherNd"})

@@ -171,6 +171,7 @@ def int8_cache(graph_def, gathers: Iterable[str]):
 
     gd = copy.deepcopy(graph_def)
     report = PassReport(name="int8_kv_cache")
+    _unshare_enters(gd)
     selected = set(gathers)
     caches = [c for c in find_caches(gd) if c.gathers and set(c.gathers) <= selected]
     if not caches:
@@ -220,6 +221,28 @@ def int8_cache(graph_def, gathers: Iterable[str]):
     gd.node.extend(new_nodes)
     report.added_nodes = len(new_nodes)
     return gd, report
+
+
+def _unshare_enters(graph_def) -> int:
+    """Give every loop variable its own Enter (in place; returns the clones made). INC's graph optimizer
+    merges identical Enters, so the K and V caches, both starting from the same empty tensor, can share one;
+    each cache needs its own to carry its own range."""
+    index = GraphIndex(graph_def)
+    clones = []
+    for enter in list(graph_def.node):
+        if enter.op != "Enter" or enter.attr["is_constant"].b:
+            continue
+        merges = [n for n in index.consumers(enter.name, control=False) if n.op == "Merge"]
+        for k, merge in enumerate(merges[1:], start=1):
+            clone = type(enter)()
+            clone.CopyFrom(enter)
+            clone.name = f"{enter.name}/inc_mt_unshared_{k}"
+            for i, inp in enumerate(merge.input):
+                if input_op(inp) == enter.name and not inp.startswith("^"):
+                    merge.input[i] = clone.name
+            clones.append(clone)
+    graph_def.node.extend(clones)
+    return len(clones)
 
 
 def _node(new_nodes: list, name: str, op: str, inputs: list[str]):
