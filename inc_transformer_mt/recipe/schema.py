@@ -123,7 +123,8 @@ class QuantRule(_Strict):
     )
     op_name: str | None = Field(None, description="anchored regular expression (^...$) on op names")
     dtype: Literal["int8", "fp32", "integer"] = Field(
-        description="int8 (quantize), fp32 (keep float), integer (integer-only replacement, Lin et al. 2020)"
+        description="int8 (MatMul via INC; attention BatchMatMulV2 and the K/V cache GatherNd via the package's "
+                    "rewrites), fp32 (keep float), integer (integer-only Softmax/LayerNorm, I-BERT)"
     )
 
     @field_validator("op_name")
