@@ -126,5 +126,6 @@ def test_precision_census_counts_a_gather_on_int8_data_as_int8():
         tf.nn.softmax(x, name="sm")
     census = op_precision_census(g.as_graph_def())
     assert census["GatherNd"] == {"int8": {"outside_loop": 1, "inside_loop": 0},
+                                  "integer": {"outside_loop": 0, "inside_loop": 0},
                                   "fp32": {"outside_loop": 1, "inside_loop": 0}}
     assert census["Softmax"]["fp32"]["outside_loop"] == 1 and census["MatMul"]["int8"]["outside_loop"] == 0

@@ -261,15 +261,15 @@ def test_tune_honours_every_rule_beyond_matmul_on_the_tiny_model(tmp_path, tiny_
     from inc_transformer_mt.model.analysis import op_precision_census
     from inc_transformer_mt.model.graph import load_graph_def
 
-    src = read_lines(multi30k_split("val", "en"))[:32]
+    src = read_lines(multi30k_split("val", "en"))[:20]
     hyps = [h if h.strip() else "." for h in mt.translate(src, model=mt.ModelOptions(tiny_model_dir))]
     (tmp_path / "src.en").write_text("".join(s + "\n" for s in src))
     (tmp_path / "ref.de").write_text("".join(h + "\n" for h in hyps))
     (tmp_path / "recipe.yaml").write_text(f"""
 model: {{path: {tiny_model_dir}}}
 data:
-  calibration: {{source: src.en, reference: ref.de, start: 24, size: 8}}
-  tuning: {{source: src.en, reference: ref.de, start: 0, size: 24}}
+  calibration: {{source: src.en, reference: ref.de, start: 12, size: 8}}
+  tuning: {{source: src.en, reference: ref.de, start: 0, size: 12}}
 quantization:
   rules:
     - {{op_type: MatMul, dtype: int8}}
