@@ -354,3 +354,18 @@ def test_int8_cache_without_int8_attention_is_refused_before_any_work():
     gd = _attention_graph([1, 1, 2, 4], [1, 1, 3, 4])
     with pytest.raises(UserError, match=r"GatherNd int8 \(the INT8 K/V cache\) needs .* BatchMatMulV2, dtype: int8"):
         check_supported(gd, {"some/GatherNd": "GatherNd"})
+
+
+def test_ops_beyond_matmul_are_fallback_candidates_except_the_exact_int8_cache():
+    from inc_transformer_mt.quant.plan import resolve_plan
+    from inc_transformer_mt.recipe.schema import QuantRule
+    from inc_transformer_mt.tuning.stages import _fallback_candidates
+
+    ops = {"a/MatMul": "MatMul", "a/att/weights": "Softmax", "a/layer_norm": "LayerNorm",
+           "a/att/MatMul_3": "BatchMatMulV2", "a/GatherNd": "GatherNd"}
+    rules = [QuantRule(op_type=t, dtype=d) for t, d in (("MatMul", "int8"), ("BatchMatMulV2", "int8"),
+                                                        ("GatherNd", "int8"), ("Softmax", "integer"),
+                                                        ("LayerNorm", "integer"))]
+    plan = resolve_plan(rules, ops)
+    assert plan.beyond_matmul["a/GatherNd"] == "GatherNd"
+    assert _fallback_candidates(plan) == ["a/MatMul", "a/att/MatMul_3", "a/att/weights", "a/layer_norm"]

@@ -51,7 +51,7 @@ def categorize(op: str, name: str) -> str:
         return "GatherNd (beam cache reorder)"  # GatherNd, or the flattened Gather the pass puts in its place
     if op.endswith(("LogSoftmax", "TopKV2")):
         return "beam search top-k + log-softmax"
-    if op.endswith("Softmax"):
+    if op.endswith("Softmax") or "/integer_softmax/" in name:  # the integer-only softmax's ops (dtype integer)
         return "Softmax"
     if "LayerNorm" in op or "/layer_norm" in name or name.startswith("layer_norm"):
         return "LayerNorm"
