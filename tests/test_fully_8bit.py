@@ -343,7 +343,7 @@ def test_int8_cache_moves_the_reorder_before_quantization_token_identically(tiny
         assert np.array_equal(ids_a, ids_b)
         assert np.array_equal(scores_a, scores_b)
     # with only part of a cache's gathers selected that cache stays float
-    partial, rep = int8_cache(graph, [caches[0].gathers[0]])
+    _, rep = int8_cache(graph, [caches[0].gathers[0]])
     assert not rep.applicable and "reorder no cache" in rep.reason
 
 

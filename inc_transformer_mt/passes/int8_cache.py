@@ -45,7 +45,7 @@ SHAPE_READERS = {"Shape": "T", "Size": "T", "ShapeN": "T", "Rank": None}
 
 
 def _data_ports(node) -> list[int]:
-    attr, ports = MOVERS[node.op]
+    _, ports = MOVERS[node.op]
     data = [i for i, inp in enumerate(node.input) if not inp.startswith("^")]
     if node.op == "ConcatV2":
         return data[:-1]  # the last input is the axis
