@@ -261,10 +261,10 @@ def test_tune_honours_every_rule_beyond_matmul_on_the_tiny_model(tmp_path, tiny_
     from inc_transformer_mt.model.analysis import op_precision_census
     from inc_transformer_mt.model.graph import load_graph_def
 
+    # the references are only scored (criterion: a relative drop of at most 0.99): the German side of val
     src = read_lines(multi30k_split("val", "en"))[:20]
-    hyps = [h if h.strip() else "." for h in mt.translate(src, model=mt.ModelOptions(tiny_model_dir))]
     (tmp_path / "src.en").write_text("".join(s + "\n" for s in src))
-    (tmp_path / "ref.de").write_text("".join(h + "\n" for h in hyps))
+    (tmp_path / "ref.de").write_text("".join(s + "\n" for s in read_lines(multi30k_split("val", "de"))[:20]))
     (tmp_path / "recipe.yaml").write_text(f"""
 model: {{path: {tiny_model_dir}}}
 data:
