@@ -369,3 +369,13 @@ def test_ops_beyond_matmul_are_fallback_candidates_except_the_exact_int8_cache()
     plan = resolve_plan(rules, ops)
     assert plan.beyond_matmul["a/GatherNd"] == "GatherNd"
     assert _fallback_candidates(plan) == ["a/MatMul", "a/att/MatMul_3", "a/att/weights", "a/layer_norm"]
+
+
+def test_a_graph_with_an_itex_only_op_names_the_runtime_it_needs():
+    from inc_transformer_mt.inference.translate import _load_problem
+
+    msg = ("Op type not registered '_QuantizedBatchMatMulV2AndDequantize' in binary running on vm. Make sure the "
+           "Op and Kernel are registered\nmore")
+    assert _load_problem(msg) == ("op _QuantizedBatchMatMulV2AndDequantize is not registered in this process: the "
+                                  "model needs the itex runtime (ITEX loaded), not stock TensorFlow")
+    assert _load_problem("Input 0 of node x was passed float\nmore") == "Input 0 of node x was passed float"

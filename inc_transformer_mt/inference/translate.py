@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,16 @@ def encode_checked(tokenizer: TokenizerLike, sentences: Sequence[str], max_sourc
                 f"of {max_source_tokens}"
             )
     return ids
+
+
+def _load_problem(message: str) -> str:
+    """The first line of TensorFlow's import error, shortened for an op only ITEX registers (the INT8 attention
+    kernel): the model needs the itex runtime."""
+    m = re.match(r"Op type not registered '([^']+)'", message)
+    if m:
+        return (f"op {m.group(1)} is not registered in this process: the model needs the itex runtime (ITEX "
+                "loaded), not stock TensorFlow")
+    return message.splitlines()[0]
 
 
 def op_error_line(exc) -> str:
@@ -97,7 +108,7 @@ class Translator:
             try:
                 tf.import_graph_def(self.graph_def, name="")
             except (ValueError, TypeError, tf.errors.OpError) as exc:
-                raise UserError(f"{path}: the graph cannot be loaded ({str(exc).splitlines()[0]})") from None
+                raise UserError(f"{path}: the graph cannot be loaded ({_load_problem(str(exc))})") from None
             try:
                 self._input = graph.get_tensor_by_name(self.input_name)
                 self._output = graph.get_tensor_by_name(self.output_name)
