@@ -40,24 +40,29 @@ def _by_type(ops: Mapping[str, str]) -> dict[str, list[str]]:
 def check_supported(graph_def, ops: Mapping[str, str]) -> None:
     """UserError naming the first selected LayerNorm that is not in the supported composite form, or an INT8
     cache without the INT8 attention that reads it."""
-    from inc_transformer_mt.passes.integer_ops import layer_norm_parts
-
     kinds = _by_type(ops)
     if kinds.get("GatherNd") and not kinds.get("BatchMatMulV2"):
         raise UserError("GatherNd int8 (the INT8 K/V cache) needs the attention that reads the cache in INT8: "
                         "add {op_type: BatchMatMulV2, dtype: int8}")
-    lns = kinds.get("LayerNorm", [])
-    if lns:
-        parts = layer_norm_parts(graph_def)
-        for scope in lns:
-            if isinstance(parts.get(scope), str):
-                raise UserError(f"LayerNorm {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
+    if kinds.get("LayerNorm"):
+        _supported_layer_norms(graph_def, kinds["LayerNorm"])
+
+
+def _supported_layer_norms(graph_def, scopes: list[str]) -> dict[str, Any]:
+    """scope -> LayerNormParts of the selected LayerNorms; UserError naming the first in another form."""
+    from inc_transformer_mt.passes.integer_ops import layer_norm_parts
+
+    parts = layer_norm_parts(graph_def)
+    for scope in scopes:
+        if isinstance(parts.get(scope), str):
+            raise UserError(f"LayerNorm {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
+    return {scope: parts[scope] for scope in scopes}
 
 
 def watched_tensors(graph_def, ops: Mapping[str, str]) -> tuple[dict[str, list[str]], set[str]]:
     """(reader op -> the tensors to calibrate, the masked tensors) for the selected ops."""
     from inc_transformer_mt.passes.int8_attention import attention_inputs
-    from inc_transformer_mt.passes.integer_ops import layer_norm_parts, softmax_inputs
+    from inc_transformer_mt.passes.integer_ops import softmax_inputs
 
     kinds = _by_type(ops)
     extra: dict[str, list[str]] = {}
@@ -71,10 +76,7 @@ def watched_tensors(graph_def, ops: Mapping[str, str]) -> tuple[dict[str, list[s
             extra[op] = [sm[op]]
             masked.add(sm[op])
     if "LayerNorm" in kinds:
-        check_supported(graph_def, ops)
-        parts = layer_norm_parts(graph_def)
-        for scope in kinds["LayerNorm"]:
-            p: Any = parts[scope]
+        for p in _supported_layer_norms(graph_def, kinds["LayerNorm"]).values():
             extra.setdefault(p.reader, []).append(p.x)
     return extra, masked
 

@@ -23,6 +23,7 @@ __all__ = [
     "GraphIndex",
     "LoopVar",
     "PassReport",
+    "calibrated_range",
     "drop_repeated_controls",
     "port_of",
     "prune_unreachable",
@@ -280,3 +281,14 @@ def splice(graph_def, target: str, sub_graph_def, output: str, feeds: dict[str, 
     del graph_def.node[:]
     graph_def.node.extend(keep)
     return added
+
+
+def calibrated_range(ranges, tensor: str, op: str) -> tuple[float, float]:
+    """The calibrated (min, max) of ``tensor`` (keyed ``name`` or ``name:0``); UserError naming ``op``."""
+    from inc_transformer_mt.errors import UserError
+
+    for key in (tensor, f"{tensor}:0"):
+        if key in ranges:
+            lo, hi = ranges[key]
+            return float(lo), float(hi)
+    raise UserError(f"{op}: no calibrated range for its input {tensor}")

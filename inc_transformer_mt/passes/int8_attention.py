@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from inc_transformer_mt.errors import RuntimeFailure, UserError
 from inc_transformer_mt.model.analysis import compute_ops
-from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, splice
+from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, calibrated_range, splice
 
 __all__ = ["QBMM_OP", "attention_inputs", "int8_attention", "quantize_range", "require_itex"]
 
@@ -82,8 +82,8 @@ def int8_attention(graph_def, ranges: Mapping[str, tuple[float, float]], ops: It
             raise UserError(f"INT8 attention: {op} is not an attention BatchMatMul of the graph")
         node = by_name[op]
         x, y = inputs[op]
-        rx = quantize_range(*_range(ranges, x, op))
-        ry = quantize_range(*_range(ranges, y, op), reduced=True)
+        rx = quantize_range(*calibrated_range(ranges, x, op))
+        ry = quantize_range(*calibrated_range(ranges, y, op), reduced=True)
         adj_x, adj_y = node.attr["adj_x"].b, node.attr["adj_y"].b
         sub, out = build_subgraph(lambda x, y, rx=rx, ry=ry, ax=adj_x, ay=adj_y: _qbmm_graph(x, y, rx, ry, ax, ay),
                                   {"x": None, "y": None})
@@ -92,9 +92,3 @@ def int8_attention(graph_def, ranges: Mapping[str, tuple[float, float]], ops: It
         report.details[op] = {"x_range": rx, "y_range": ry}
     return gd, report
 
-
-def _range(ranges: Mapping[str, tuple[float, float]], tensor: str, op: str) -> tuple[float, float]:
-    for key in (tensor, f"{tensor}:0"):
-        if key in ranges:
-            return ranges[key]
-    raise UserError(f"{op}: no calibrated range for its input {tensor}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inc_transformer_mt.model.analysis import INT8_BATCH_MATMUL, input_op, source_node
-from inc_transformer_mt.passes.graph_edit import GraphIndex, PassReport, port_of, tensor_name
+from inc_transformer_mt.passes.graph_edit import GraphIndex, PassReport, port_of, rewire
 
 __all__ = ["CacheRegion", "find_caches", "int8_cache"]
 
@@ -58,6 +58,7 @@ class CacheRegion:
 
     quantize: Any  # the INT8 attention's QuantizeV2 of this cache
     read: str  # the loop variable's body read
+    range: tuple[float, float]  # that QuantizeV2's requested (min, max): the cache's static range
     nodes: dict[str, Any] = field(default_factory=dict)  # region ops (int8 after the rewrite)
     sources: list[tuple[Any, int]] = field(default_factory=list)  # (region op, input index) fed by float
     shape_readers: list[Any] = field(default_factory=list)
@@ -104,41 +105,43 @@ def _loop_read(index: GraphIndex, tensor: str) -> str | None:
 
 def find_caches(graph_def) -> list[CacheRegion]:
     """The caches read by INT8 attention in the decode loop (see the module docstring)."""
-    index = GraphIndex(graph_def)
-    by_name = index.by_name
+    return _find_caches(GraphIndex(graph_def))
+
+
+def _find_caches(index: GraphIndex) -> list[CacheRegion]:
     out: list[CacheRegion] = []
     claimed: set[str] = set()
-    for qbmm in graph_def.node:
+    for qbmm in index.graph_def.node:
         if qbmm.op != INT8_BATCH_MATMUL:
             continue
         for operand in qbmm.input[:2]:
             quantize = index.node(operand)
-            if quantize is None or quantize.op != "QuantizeV2" or _range_of(by_name, quantize) is None:
+            rng = _range_of(index.by_name, quantize) if quantize is not None and quantize.op == "QuantizeV2" else None
+            if rng is None:
                 continue
             read = _loop_read(index, quantize.input[0])
             if read is None or read in claimed:
                 continue
-            region = _region(index, quantize, read)
+            region = _region(index, quantize, rng, read)
             if region is not None:
                 claimed.add(read)
                 out.append(region)
     return out
 
 
-def _region(index: GraphIndex, quantize, read: str) -> CacheRegion | None:
+def _region(index: GraphIndex, quantize, rng: tuple[float, float], read: str) -> CacheRegion | None:
     by_name = index.by_name
     read_node = by_name[read]
     switch = read_node if read_node.op == "Switch" else index.node(read_node.input[0])
     merge = index.node(switch.input[0])
     if merge is None or merge.op != "Merge":
         return None
-    region = CacheRegion(quantize=quantize, read=read)
+    region = CacheRegion(quantize=quantize, read=read, range=rng)
     seeds = [merge, switch, read_node] + [index.node(i) for i in merge.input if not i.startswith("^")]
     for s in seeds:
         if s is None or s.op not in MOVERS:
             return None
         region.nodes[s.name] = s
-    rng = _range_of(by_name, quantize)
     queue = deque(region.nodes.values())
     while queue:
         node = queue.popleft()
@@ -173,15 +176,16 @@ def int8_cache(graph_def, gathers: Iterable[str]):
     report = PassReport(name="int8_kv_cache")
     _unshare_enters(gd)
     selected = set(gathers)
-    caches = [c for c in find_caches(gd) if c.gathers and set(c.gathers) <= selected]
+    index = GraphIndex(gd)
+    caches = [c for c in _find_caches(index) if c.gathers and set(c.gathers) <= selected]
     if not caches:
         return gd, report.not_applicable("the selected GatherNds reorder no cache read by INT8 attention")
-    by_name = {n.name: n for n in gd.node}
     new_nodes: list = []
-    frames = GraphIndex(gd).frame_of
+    frames = index.frame_of
     removed: set[str] = set()
+    readers: dict[str, str] = {}  # QuantizeV2 output -> what its readers read instead
     for cache in caches:
-        lo, hi = _range_of(by_name, cache.quantize)
+        lo, hi = cache.range
         base = f"{cache.read}/inc_mt_int8_cache"
         for node in cache.nodes.values():
             node.attr[MOVERS[node.op][0]].type = types_pb2.DT_INT8
@@ -200,12 +204,9 @@ def int8_cache(graph_def, gathers: Iterable[str]):
             # the kernel's range inputs become the requested range itself: ITEX's s8 batched matmul reads
             # constant min/max as max(|min|, |max|) / 127, so QuantizeV2's reported min (-128/127 of the range)
             # would scale every product by 128/127 once constant-folded (measured; docs/fully-8bit.md)
-            by_port = {0: as_q, 1: _const(new_nodes, f"{base}/q_{j}/min", lo, anchor),
-                       2: _const(new_nodes, f"{base}/q_{j}/max", hi, anchor)}
-            for reader in gd.node:
-                for i, inp in enumerate(reader.input):
-                    if not inp.startswith("^") and input_op(inp) == qnode.name:
-                        reader.input[i] = by_port[port_of(inp)]
+            readers[f"{qnode.name}:0"] = as_q
+            readers[f"{qnode.name}:1"] = _const(new_nodes, f"{base}/q_{j}/min", lo, anchor)
+            readers[f"{qnode.name}:2"] = _const(new_nodes, f"{base}/q_{j}/max", hi, anchor)
             removed.add(qnode.name)
         for j, (node, i) in enumerate(cache.float_readers):
             src = node.input[i]
@@ -214,6 +215,7 @@ def int8_cache(graph_def, gathers: Iterable[str]):
         report.rewritten.append(tensor)
         report.details[tensor] = {"read": cache.read, "gathers": cache.gathers, "range": [lo, hi],
                                   "ops_int8": len(cache.nodes)}
+    rewire(gd, readers)
     # (node objects are edited in place above: the graph's node list is rebuilt only at the end)
     keep = [n for n in gd.node if n.name not in removed]
     del gd.node[:]
@@ -285,11 +287,13 @@ def _bitcast(new_nodes: list, name: str, src: str, t_in: int, t_out: int) -> str
 
 
 def _dequantize(new_nodes: list, name: str, src: str, lo: float, hi: float, anchor: str | None) -> str:
+    """Float of an int8 cache tensor: Bitcast to qint8, then Dequantize with the requested range as constants
+    (TensorFlow's scale max(-min / 128, max / 127) is then the range / 127, as ITEX reads constants)."""
     from tensorflow.core.framework import types_pb2
 
-    q = _quantize(new_nodes, f"{name}/range", _const(new_nodes, f"{name}/zero", 0.0, anchor), lo, hi, anchor)
     as_q = _bitcast(new_nodes, f"{name}/qint8", src, types_pb2.DT_INT8, types_pb2.DT_QINT8)
-    n = _node(new_nodes, name, "Dequantize", [as_q, tensor_name(q, 1), tensor_name(q, 2)])
+    n = _node(new_nodes, name, "Dequantize", [as_q, _const(new_nodes, f"{name}/min", lo, anchor),
+                                              _const(new_nodes, f"{name}/max", hi, anchor)])
     n.attr["T"].type = types_pb2.DT_QINT8
     n.attr["mode"].s = b"SCALED"
     n.attr["narrow_range"].b = False

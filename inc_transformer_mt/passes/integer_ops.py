@@ -44,7 +44,7 @@ import numpy as np
 
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.analysis import compute_ops, input_op, source_node
-from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, splice
+from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, calibrated_range, splice
 
 __all__ = [
     "LayerNormConsts",
@@ -141,11 +141,8 @@ def integer_softmax(graph_def, ranges: Mapping[str, tuple[float, float]], ops: I
 
 
 def _absmax(ranges: Mapping[str, tuple[float, float]], tensor: str, op: str) -> float:
-    key = tensor if tensor in ranges else f"{tensor}:0"
-    if key not in ranges:
-        raise UserError(f"{op}: no calibrated range for its input {tensor}")
-    lo, hi = ranges[key]
-    return max(abs(float(lo)), abs(float(hi)), 1e-6)
+    lo, hi = calibrated_range(ranges, tensor, op)
+    return max(abs(lo), abs(hi), 1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- layer norm
