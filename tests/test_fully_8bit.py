@@ -233,6 +233,9 @@ def test_recipe_accepts_the_new_dtypes():
     assert [(r.op_type, r.dtype) for r in recipe.quantization.rules] == [
         ("MatMul", "int8"), ("BatchMatMulV2", "int8"), ("GatherNd", "int8"), ("Softmax", "integer"),
         ("LayerNorm", "integer")]
+    lin = load_recipe(ROOT / "recipes" / "integer_transformer_fully_8bit.yaml")
+    assert [(r.op_type, r.dtype) for r in lin.quantization.rules][3:] == [("PolyAttention", "integer"),
+                                                                          ("LayerNorm", "integer")]
 
 
 def test_plan_refuses_an_op_name_rule_that_reaches_a_softmax_with_int8():
@@ -379,3 +382,93 @@ def test_a_graph_with_an_itex_only_op_names_the_runtime_it_needs():
     assert _load_problem(msg) == ("op _QuantizedBatchMatMulV2AndDequantize is not registered in this process: the "
                                   "model needs the itex runtime (ITEX loaded), not stock TensorFlow")
     assert _load_problem("Input 0 of node x was passed float\nmore") == "Input 0 of node x was passed float"
+
+
+# ------------------------------------------------------------------ Lin et al.'s Integer Transformer (item 4)
+def _lin_graph(shape=(2, 2, 3, 9), d=16, mask_from=6, degree=2):
+    """A frozen graph of the model's own Lin et al. ops: masked logits -> polynomial attention -> P.V -> L1
+    LayerNorm (model/transformer.py, so the rewrites are held to the structure the trained model has)."""
+    import tensorflow as tf
+
+    from inc_transformer_mt.model import transformer as T
+    from inc_transformer_mt.model.config import ModelConfig
+
+    cfg = ModelConfig(attention="polynomial", layer_norm="l1", poly_degree=degree)
+    rng = np.random.default_rng(4)
+    graph = tf.Graph()
+    with graph.as_default():
+        logits = tf.compat.v1.placeholder(tf.float32, shape, name="logits")
+        v = tf.compat.v1.placeholder(tf.float32, (*shape[:2], shape[-1], d), name="v")
+        bias = tf.constant(np.where(np.arange(shape[-1]) >= mask_from, T.NEG_INF, 0.0).astype(np.float32))
+        with tf.name_scope("att"):
+            w = T.polynomial_attention(logits + bias, bias, tf.constant(0.3), tf.constant(-0.05), cfg)
+            out = tf.matmul(w, v)
+        p = {"x/layer_norm/gamma": tf.constant(rng.uniform(0.5, 2.0, d).astype(np.float32)),
+             "x/layer_norm/beta": tf.constant(rng.normal(0, 0.3, d).astype(np.float32))}
+        tf.identity(T._layer_norm(out, p, "x", cfg), name="out")
+    return graph.as_graph_def()
+
+
+def _float_poly(x, b, delta, degree, keep):
+    p = (np.maximum(x + b, 0) ** degree + abs(delta)) * keep
+    return p / p.sum(-1, keepdims=True)
+
+
+def _float_l1_layer_norm(x, gamma, beta, eps):
+    m = x.mean(-1, keepdims=True)
+    dev = np.abs(x - m).mean(-1, keepdims=True) * np.sqrt(np.pi / 2)
+    return (x - m) / (dev + eps) * gamma + beta
+
+
+@pytest.mark.parametrize("degree", [2, 3])
+def test_integer_transformer_ops_match_numpy_references_and_float(degree):
+    """Lin et al.'s polynomial attention and L1 LayerNorm: found by structure, calibrated, replaced by integer
+    sub-graphs that equal their NumPy references bit for bit and stay close to the float ops."""
+    from inc_transformer_mt.model.analysis import compute_ops, op_census, op_precision_census
+    from inc_transformer_mt.passes.eight_bit import apply_eight_bit, watched_tensors
+    from inc_transformer_mt.passes.integer_ops import (
+        LayerNormConsts,
+        PolyConsts,
+        layer_norm_parts,
+        layer_norm_reference,
+        poly_attention_parts,
+        poly_attention_reference,
+    )
+
+    gd = _lin_graph(degree=degree)
+    ops = {op: t for op, t in compute_ops(gd).items() if t in ("PolyAttention", "LayerNorm")}
+    assert ops == {"att/polynomial_attention": "PolyAttention", "layer_norm": "LayerNorm"}
+    assert op_census(gd).outside["PolyAttention"] == 1 and op_census(gd).outside["Softmax"] == 0
+    parts = poly_attention_parts(gd)["att/polynomial_attention"]
+    assert (parts.bias, parts.delta, parts.degree) == (pytest.approx(0.3), pytest.approx(0.05), degree)
+    ln = layer_norm_parts(gd)["layer_norm"]
+    assert ln.norm == "l1" and ln.eps == pytest.approx(1e-6)
+    extra, masked = watched_tensors(gd, ops)
+    assert masked == {parts.x} and extra[parts.reader] == [parts.x]
+
+    rng = np.random.default_rng(8)
+    feeds = {"logits": (rng.standard_normal((2, 2, 3, 9)) * 3).astype(np.float32),
+             "v": rng.standard_normal((2, 2, 9, 16)).astype(np.float32)}
+    x = _run(gd, feeds, parts.x + ":0")
+    pre_ln = _run(gd, feeds, "att/MatMul:0")
+    ranges = {parts.x: (-float(np.abs(x[x > -1e4]).max()),) * 2, ln.x: (0.0, float(np.abs(pre_ln).max()))}
+    new, reports = apply_eight_bit(gd, ops, ranges, ranges)
+    assert [r["pass"] for r in reports] == ["integer_poly_attention", "integer_layer_norm"]
+    assert not {"Relu", "Abs", "RealDiv"} & {n.op for n in new.node if "integer" not in n.name}
+    census = op_precision_census(new)
+    assert census["PolyAttention"]["integer"]["outside_loop"] == 1
+    assert census["LayerNorm"]["integer"]["outside_loop"] == 1
+    # bit for bit against the NumPy references, on the tensors the integer graph itself computes
+    kp = PolyConsts.for_range(np.abs(x[x > -1e4]).max(), parts)
+    got_w = _run(new, feeds, parts.output + ":0")
+    assert np.array_equal(got_w, poly_attention_reference(x, kp))
+    kl = LayerNormConsts.for_range(np.abs(pre_ln).max(), ln.gamma, ln.beta, ln.eps)
+    pre_ln_int = _run(new, feeds, "att/MatMul:0")
+    assert np.array_equal(_run(new, feeds), layer_norm_reference(pre_ln_int, kl, "l1"))
+    # and close to the float ops: 8-bit weights (steps of 1/255), masked keys exactly 0
+    keep = (np.arange(9) < 6).astype(np.float32)
+    want_w = _float_poly(feeds["logits"], 0.3, -0.05, degree, keep)
+    assert np.abs(got_w - want_w).max() <= 1.0 / 255 and (got_w[..., 6:] == 0).all()
+    want = _float_l1_layer_norm(pre_ln, ln.gamma, ln.beta, ln.eps)
+    got = _run(new, feeds)
+    assert np.abs(got - want).max() < 0.03 * np.abs(want).max()

@@ -25,6 +25,8 @@ from inc_transformer_mt.bench.profile import CATEGORIES, categorize
     ("_ITEXSoftmax", "x/Softmax", "Softmax"),
     ("RightShift", "x/attention_weights/integer_softmax/RightShift", "Softmax"),
     ("FloorDiv", "x/layer_norm/integer_layer_norm/FloorDiv", "LayerNorm"),
+    ("Relu", "x/self_attention/polynomial_attention/Relu", "Softmax"),
+    ("FloorDiv", "x/polynomial_attention/integer_poly_attention/FloorDiv", "Softmax"),
     ("_ITEXQuantizedBatchMatMulV2AndDequantize", "x/MatMul_3", "BatchMatMulV2"),
     ("LogSoftmax", "x", "beam search top-k + log-softmax"),
     ("TopKV2", "x", "beam search top-k + log-softmax"),

@@ -51,7 +51,9 @@ def categorize(op: str, name: str) -> str:
         return "GatherNd (beam cache reorder)"  # GatherNd, or the flattened Gather the pass puts in its place
     if op.endswith(("LogSoftmax", "TopKV2")):
         return "beam search top-k + log-softmax"
-    if op.endswith("Softmax") or "/integer_softmax/" in name:  # the integer-only softmax's ops (dtype integer)
+    # the integer-only softmax's ops (dtype integer), and the attention weights of a model without Softmax (Lin et
+    # al.'s polynomial attention, float or integer): the same place in the model
+    if op.endswith("Softmax") or "/integer_softmax/" in name or "/polynomial_attention" in name:
         return "Softmax"
     if "LayerNorm" in op or "/layer_norm" in name or name.startswith("layer_norm"):
         return "LayerNorm"

@@ -33,6 +33,7 @@ __all__ = [
     "node_frames",
     "op_census",
     "op_precision_census",
+    "poly_attention_scopes",
     "source_node",
 ]
 
@@ -40,6 +41,8 @@ __all__ = [
 CENSUS_OPS = ("MatMul", "BatchMatMulV2", "GatherNd", "Softmax")
 _QUANT_OPS = re.compile(r"Quantize|Dequantize|Quantized|Requantize")
 _LAYER_NORM_SCOPE = re.compile(r"^(.*?(?:^|/)layer_norm\w*)(?:/|$)")
+#: Lin et al. (2020)'s Softmax-free attention weights (model/transformer.py:polynomial_attention), by name scope
+_POLY_SCOPE = re.compile(r"^(.*?(?:^|/)polynomial_attention)(?:/|$)")
 _LAYER_NORM_OPS = {"LayerNorm", "_MklLayerNorm", "_ITEXLayerNorm", "ITEXLayerNorm"}
 _BATCH_MATMULS = ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
 
@@ -47,6 +50,12 @@ _BATCH_MATMULS = ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
 def _composite_layer_norm(node) -> str | None:
     """The ``.../layer_norm*`` scope a computing node of a composite (mean/variance/rsqrt) LayerNorm belongs to."""
     m = _LAYER_NORM_SCOPE.match(node.name)
+    return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
+
+
+def _poly_attention(node) -> str | None:
+    """The ``.../polynomial_attention`` scope a computing node of a polynomial attention belongs to."""
+    m = _POLY_SCOPE.match(node.name)
     return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
 
 
@@ -145,17 +154,17 @@ def op_census(graph_def) -> Census:
         census.control_flow = "v1 (Enter/Exit/Merge/Switch)"
     elif ops["While"] or ops["StatelessWhile"]:
         census.control_flow = "v2 (functional While)"
-    ln_scopes: dict[str, bool] = {}
+    scopes: dict[tuple[str, str], bool] = {}
     for node in graph_def.node:
         where = census.inside if node.name in inside_names else census.outside
         if node.op in CENSUS_OPS or _QUANT_OPS.search(node.op) or node.op in _LAYER_NORM_OPS:
             where["LayerNorm" if node.op in _LAYER_NORM_OPS else node.op] += 1
             continue
-        scope = _composite_layer_norm(node)
-        if scope is not None:
-            ln_scopes[scope] = ln_scopes.get(scope, False) or node.name in inside_names
-    for in_loop in ln_scopes.values():
-        (census.inside if in_loop else census.outside)["LayerNorm"] += 1
+        for op_type, scope in (("LayerNorm", _composite_layer_norm(node)), ("PolyAttention", _poly_attention(node))):
+            if scope is not None:
+                scopes[op_type, scope] = scopes.get((op_type, scope), False) or node.name in inside_names
+    for (op_type, _), in_loop in scopes.items():
+        (census.inside if in_loop else census.outside)[op_type] += 1
     return census
 
 
@@ -241,7 +250,7 @@ def matmul_flops(graph_def, input_elements: Mapping[str, float]) -> dict[str, fl
 
 # ---------------------------------------------------------------------------- ops a recipe can name
 #: the op types a recipe rule can name, in report order
-RULE_OP_TYPES = ("MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd")
+RULE_OP_TYPES = ("MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd", "PolyAttention")
 
 
 def layer_norm_scopes(graph_def) -> list[str]:
@@ -272,7 +281,13 @@ def compute_ops(graph_def) -> dict[str, str]:
         elif node.op in ("Softmax", "GatherNd"):
             out[node.name] = node.op
     out.update(dict.fromkeys(layer_norm_scopes(graph_def), "LayerNorm"))
+    out.update(dict.fromkeys(poly_attention_scopes(graph_def), "PolyAttention"))
     return out
+
+
+def poly_attention_scopes(graph_def) -> list[str]:
+    """The polynomial attentions (Lin et al. 2020) of a graph, by their ``.../polynomial_attention`` scope."""
+    return list(dict.fromkeys(s for s in map(_poly_attention, graph_def.node) if s is not None))
 
 
 _EIGHT_BIT = {4, 6, 11, 12}  # DT_UINT8, DT_INT8, DT_QINT8, DT_QUINT8
@@ -296,7 +311,8 @@ def _op_is_int8(by_name: Mapping[str, Any], node) -> bool:
 #: the op the INT8 attention rewrite runs (ITEX's s8 x s8 batched matmul; passes/int8_attention.py)
 INT8_BATCH_MATMUL = "_QuantizedBatchMatMulV2AndDequantize"
 #: the name scopes under which the integer-only rewrites put their nodes (passes/integer_ops.py)
-INTEGER_SCOPES = {"integer_softmax": "Softmax", "integer_layer_norm": "LayerNorm"}
+INTEGER_SCOPES = {"integer_softmax": "Softmax", "integer_layer_norm": "LayerNorm",
+                  "integer_poly_attention": "PolyAttention"}
 
 
 def integer_replacements(graph_def) -> dict[str, str]:
@@ -309,7 +325,11 @@ def integer_replacements(graph_def) -> dict[str, str]:
             head, sep, _ = name.partition(f"/{marker}/")
             if sep:
                 out[head] = op_type
-    return {k: v for k, v in out.items() if k in names or v == "LayerNorm"}
+    return {k: v for k, v in out.items() if k in names or v in _SCOPED}
+
+
+#: op types named by a name scope rather than a node
+_SCOPED = ("LayerNorm", "PolyAttention")
 
 
 def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
@@ -332,6 +352,7 @@ def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
 
     replaced = integer_replacements(graph_def)
     ln_first: dict[str, Any] = {}
+    poly_first: dict[str, Any] = {}
     for node in graph_def.node:
         if node.name in replaced:
             add(replaced[node.name], node, "integer")
@@ -351,9 +372,12 @@ def op_precision_census(graph_def) -> dict[str, dict[str, dict[str, int]]]:
             add("LayerNorm", node, False)
         elif (scope := _composite_layer_norm(node)) is not None and scope not in replaced:
             ln_first.setdefault(scope, node)
-    for node in ln_first.values():
-        add("LayerNorm", node, _op_is_int8(by_name, node))
+        elif (scope := _poly_attention(node)) is not None and scope not in replaced:
+            poly_first.setdefault(scope, node)
+    for op_type, first in (("LayerNorm", ln_first), ("PolyAttention", poly_first)):
+        for node in first.values():
+            add(op_type, node, _op_is_int8(by_name, node))
     for scope, op_type in replaced.items():
-        if op_type == "LayerNorm" and scope not in by_name:
-            add("LayerNorm", next(n for n in graph_def.node if n.name.startswith(scope + "/")), "integer")
+        if op_type in _SCOPED and scope not in by_name:
+            add(op_type, next(n for n in graph_def.node if n.name.startswith(scope + "/")), "integer")
     return out

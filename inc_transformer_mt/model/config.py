@@ -16,7 +16,10 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.recipe.loader import first_error
 from inc_transformer_mt.recipe.schema import RuntimeSpec
 
-__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
+__all__ = ["ATTENTIONS", "EOS_ID", "LAYER_NORMS", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
+
+ATTENTIONS = ("softmax", "polynomial")
+LAYER_NORMS = ("l2", "l1")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,26 @@ class ModelConfig:
     alpha: float = 0.6
     extra_decode_length: int = 50
     max_source_tokens: int = 200
+    #: "softmax", or "polynomial": Lin et al. (2020)'s Softmax-free attention, weights proportional to
+    #: ReLU(score + b)^n + |delta| with a learned b and delta per attention (n = ``poly_degree``)
+    attention: str = "softmax"
+    #: "l2" (the usual LayerNorm), or "l1": Lin et al. (2020)'s L1 LayerNorm, the standard deviation replaced by
+    #: sqrt(pi/2) times the mean absolute deviation (no square root)
+    layer_norm: str = "l2"
+    poly_degree: int = 2
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise UserError(f"model config: attention {self.attention!r} is not one of {', '.join(ATTENTIONS)}")
+        if self.layer_norm not in LAYER_NORMS:
+            raise UserError(f"model config: layer_norm {self.layer_norm!r} is not one of {', '.join(LAYER_NORMS)}")
+        if not 1 <= self.poly_degree <= 3:
+            raise UserError(f"model config: poly_degree {self.poly_degree} is not 1, 2 or 3")
+
+    @property
+    def integer_transformer(self) -> bool:
+        """Lin et al. (2020)'s Integer Transformer: polynomial attention and L1 LayerNorm."""
+        return self.attention == "polynomial" and self.layer_norm == "l1"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,6 +152,9 @@ class ModelSection(_Checked):
     alpha: float | None = Field(None, ge=0)
     extra_decode_length: int | None = Field(None, ge=0)
     max_source_tokens: int | None = Field(None, gt=0)
+    attention: Literal[ATTENTIONS] | None = None  # type: ignore[valid-type]
+    layer_norm: Literal[LAYER_NORMS] | None = None  # type: ignore[valid-type]
+    poly_degree: int | None = Field(None, ge=1, le=3)
     graph: StrictStr | None = Field(None, min_length=1, description="graph file name, beside model.json")
     fp16_rounded_weights: StrictBool | None = None
     quantized: Literal["int8"] | None = None

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 from inc_transformer_mt.atomic import atomic_write
 from inc_transformer_mt.data.batching import make_batches, pad_batch
 from inc_transformer_mt.data.corpus import multi30k_split, read_lines
-from inc_transformer_mt.model.config import PAD_ID, ModelConfig
+from inc_transformer_mt.model.config import ATTENTIONS, LAYER_NORMS, PAD_ID, ModelConfig
 
 logger = logging.getLogger("inc_transformer_mt.train")
 
@@ -97,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget-min", type=float, default=60.0, help="total training time, all runs")
     parser.add_argument("--average", type=int, default=5, help="average the weights of the last N epochs")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--attention", choices=ATTENTIONS, default="softmax",
+                        help="polynomial: Lin et al. (2020)'s Softmax-free attention")
+    parser.add_argument("--layer-norm", choices=LAYER_NORMS, default="l2", help="l1: Lin et al. (2020)'s L1 LayerNorm")
+    parser.add_argument("--poly-degree", type=int, default=2, help="n of polynomial attention")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="an existing SentencePiece model to use instead of training one (to compare models "
+                             "on the same pieces)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -114,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ModelConfig(
             vocab_size=args.vocab, d_model=args.d_model, num_heads=args.heads, ffn_dim=args.ffn,
             num_encoder_layers=args.layers, num_decoder_layers=args.layers, dropout=args.dropout,
+            attention=args.attention, layer_norm=args.layer_norm, poly_degree=args.poly_degree,
         )
         _atomic_json(cfg_path, cfg.to_dict())
     tf.random.set_seed(args.seed)
+    if args.tokenizer is not None and not (workdir / "spm.model").is_file():
+        shutil.copyfile(args.tokenizer, workdir / "spm.model")
     tok, tr_src, tr_tgt, va_src, va_tgt = prepare_data(workdir, args.data_dir, cfg, args.src_lang, args.tgt_lang)
     if tok.vocab_size != cfg.vocab_size:
         raise SystemExit(f"tokenizer has {tok.vocab_size} pieces, config says {cfg.vocab_size}")

@@ -23,21 +23,28 @@ from inc_transformer_mt.model.config import PAD_ID, ModelConfig
 
 __all__ = [
     "NEG_INF",
+    "POLY_DELTA_INIT",
     "decode_step",
     "decode_train",
     "encode",
     "init_params",
     "padding_bias",
     "param_shapes",
+    "polynomial_attention",
     "position_encoding",
 ]
 
 NEG_INF = -1e9
+#: initial |delta| of polynomial attention: the floor that keeps a row with no positive score well defined
+POLY_DELTA_INIT = 0.01
 Params = Mapping[str, tf.Tensor]
 
 
-def _attention_shapes(prefix: str, d: int) -> dict[str, tuple[int, ...]]:
+def _attention_shapes(prefix: str, d: int, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     shapes = {f"{prefix}/{w}": (d, d) for w in ("q", "k", "v", "output")}
+    if cfg.attention == "polynomial":
+        shapes[f"{prefix}/poly/bias"] = ()
+        shapes[f"{prefix}/poly/delta"] = ()
     shapes[f"{prefix}/layer_norm/gamma"] = (d,)
     shapes[f"{prefix}/layer_norm/beta"] = (d,)
     return shapes
@@ -59,13 +66,13 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     d = cfg.d_model
     shapes: dict[str, tuple[int, ...]] = {"embedding": (cfg.vocab_size, d)}
     for i in range(cfg.num_encoder_layers):
-        shapes.update(_attention_shapes(f"encoder/layer_{i}/self_attention", d))
+        shapes.update(_attention_shapes(f"encoder/layer_{i}/self_attention", d, cfg))
         shapes.update(_ffn_shapes(f"encoder/layer_{i}/ffn", d, cfg.ffn_dim))
     shapes["encoder/layer_norm/gamma"] = (d,)
     shapes["encoder/layer_norm/beta"] = (d,)
     for i in range(cfg.num_decoder_layers):
-        shapes.update(_attention_shapes(f"decoder/layer_{i}/self_attention", d))
-        shapes.update(_attention_shapes(f"decoder/layer_{i}/encdec_attention", d))
+        shapes.update(_attention_shapes(f"decoder/layer_{i}/self_attention", d, cfg))
+        shapes.update(_attention_shapes(f"decoder/layer_{i}/encdec_attention", d, cfg))
         shapes.update(_ffn_shapes(f"decoder/layer_{i}/ffn", d, cfg.ffn_dim))
     shapes["decoder/layer_norm/gamma"] = (d,)
     shapes["decoder/layer_norm/beta"] = (d,)
@@ -77,7 +84,9 @@ def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(cfg).items():
-        if name == "embedding":
+        if name.endswith("poly/delta"):
+            value = np.full(shape, POLY_DELTA_INIT)
+        elif name == "embedding":
             value = rng.normal(0.0, cfg.d_model**-0.5, size=shape)
         elif name.endswith("gamma"):
             value = np.ones(shape)
@@ -102,11 +111,20 @@ def _dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None = None) -> tf
     return tf.reshape(y, tf.concat([lead, [out_dim]], axis=0))
 
 
-def _layer_norm(x: tf.Tensor, p: Params, prefix: str, eps: float = 1e-6) -> tf.Tensor:
+#: sqrt(pi/2): mean |x - mu| times this is the standard deviation of a normal distribution (Wu et al. 2018)
+L1_NORM_SCALE = math.sqrt(math.pi / 2)
+
+
+def _layer_norm(x: tf.Tensor, p: Params, prefix: str, cfg: ModelConfig, eps: float = 1e-6) -> tf.Tensor:
     with tf.name_scope("layer_norm"):
         mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-        var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
-        norm = (x - mean) * tf.math.rsqrt(var + eps)
+        if cfg.layer_norm == "l1":
+            # Lin et al. (2020), L1 LayerNorm: the deviation is measured by the L1 norm, no square root
+            dev = tf.reduce_mean(tf.abs(x - mean), axis=-1, keepdims=True)
+            norm = (x - mean) / (dev * L1_NORM_SCALE + eps)
+        else:
+            var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
+            norm = (x - mean) * tf.math.rsqrt(var + eps)
         return norm * p[f"{prefix}/layer_norm/gamma"] + p[f"{prefix}/layer_norm/beta"]
 
 
@@ -153,15 +171,33 @@ def _attention(
         k = _split_heads(k, heads)
         v = _split_heads(v, heads)
         logits = tf.matmul(q, k, transpose_b=True) + bias
-        weights = tf.nn.softmax(logits, name="attention_weights")
+        if cfg.attention == "polynomial":
+            weights = polynomial_attention(logits, bias, p[f"{prefix}/poly/bias"], p[f"{prefix}/poly/delta"], cfg)
+        else:
+            weights = tf.nn.softmax(logits, name="attention_weights")
         weights = _dropout(weights, cfg.attention_dropout, training)
         context = _combine_heads(tf.matmul(weights, v))
         return _dense(context, p[f"{prefix}/output"])
 
 
+def polynomial_attention(
+    logits: tf.Tensor, bias: tf.Tensor, b: tf.Tensor, delta: tf.Tensor, cfg: ModelConfig
+) -> tf.Tensor:
+    """Lin et al. (2020)'s Softmax-free attention weights: Poly(s) = ReLU(s + b)^n + |delta|, normalised by
+    their sum over the keys. Masked keys (``bias`` at NEG_INF) get weight 0, the |delta| floor included."""
+    with tf.name_scope("polynomial_attention"):
+        keep = tf.cast(bias > 0.5 * NEG_INF, tf.float32)
+        r = tf.nn.relu(logits + b)
+        power = r
+        for _ in range(cfg.poly_degree - 1):
+            power = power * r
+        poly = (power + tf.abs(delta)) * keep
+        return tf.math.divide(poly, tf.reduce_sum(poly, axis=-1, keepdims=True), name="attention_weights")
+
+
 def _sublayer(x: tf.Tensor, fn, p: Params, prefix: str, cfg: ModelConfig, training: bool) -> tf.Tensor:
     """Pre-LayerNorm residual block: x + dropout(fn(layer_norm(x)))."""
-    y = fn(_layer_norm(x, p, prefix))
+    y = fn(_layer_norm(x, p, prefix, cfg))
     return x + _dropout(y, cfg.dropout, training)
 
 
@@ -222,7 +258,7 @@ def encode(p: Params, src: tf.Tensor, cfg: ModelConfig, training: bool) -> tuple
                 x = _sublayer(
                     x, lambda y, pre=pre: _ffn(p, f"{pre}/ffn", y, cfg, training), p, f"{pre}/ffn", cfg, training
                 )
-        return _layer_norm(x, p, "encoder"), bias
+        return _layer_norm(x, p, "encoder", cfg), bias
 
 
 def _decoder_stack(
@@ -256,7 +292,7 @@ def _decoder_stack(
             x = _sublayer(
                 x, lambda y, pre=pre: _ffn(p, f"{pre}/ffn", y, cfg, training), p, f"{pre}/ffn", cfg, training
             )
-    return _layer_norm(x, p, "decoder")
+    return _layer_norm(x, p, "decoder", cfg)
 
 
 def causal_bias(length: tf.Tensor) -> tf.Tensor:

@@ -2,8 +2,8 @@
 
 A quantization plan's ``beyond_matmul`` ops (op name -> type) select them: attention ``BatchMatMulV2`` ->
 INT8 attention (:mod:`~inc_transformer_mt.passes.int8_attention`), ``GatherNd`` -> the INT8 K/V cache
-(:mod:`~inc_transformer_mt.passes.int8_cache`), ``Softmax`` and ``LayerNorm`` -> the integer-only
-replacements (:mod:`~inc_transformer_mt.passes.integer_ops`). :func:`watched_tensors` says what
+(:mod:`~inc_transformer_mt.passes.int8_cache`), ``Softmax``, ``LayerNorm`` and ``PolyAttention`` (Lin et al.'s
+Softmax-free attention) -> the integer-only replacements (:mod:`~inc_transformer_mt.passes.integer_ops`). :func:`watched_tensors` says what
 the calibration must watch for them; :func:`apply_eight_bit` rewrites.
 
 Ranges: the attention operands use the recipe's range method (KL or min/max, as the MatMuls); the integer
@@ -22,7 +22,7 @@ __all__ = ["EXACT", "KINDS", "apply_eight_bit", "check_supported", "watched_tens
 
 #: op type -> the rewrite's name
 KINDS = {"BatchMatMulV2": "int8_attention", "GatherNd": "int8_kv_cache", "Softmax": "integer_softmax",
-         "LayerNorm": "integer_layer_norm"}
+         "LayerNorm": "integer_layer_norm", "PolyAttention": "integer_poly_attention"}
 #: op types whose rewrite adds no error of its own (the INT8 cache holds exactly the integers INT8 attention
 #: computes): not fallback candidates
 EXACT = ("GatherNd",)
@@ -46,6 +46,20 @@ def check_supported(graph_def, ops: Mapping[str, str]) -> None:
                         "add {op_type: BatchMatMulV2, dtype: int8}")
     if kinds.get("LayerNorm"):
         _supported_layer_norms(graph_def, kinds["LayerNorm"])
+    if kinds.get("PolyAttention"):
+        _supported_poly(graph_def, kinds["PolyAttention"])
+
+
+def _supported_poly(graph_def, scopes: list[str]) -> dict[str, Any]:
+    """scope -> PolyAttentionParts of the selected polynomial attentions; UserError naming the first in another
+    form."""
+    from inc_transformer_mt.passes.integer_ops import poly_attention_parts
+
+    parts = poly_attention_parts(graph_def)
+    for scope in scopes:
+        if isinstance(parts.get(scope), str):
+            raise UserError(f"PolyAttention {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
+    return {scope: parts[scope] for scope in scopes}
 
 
 def _supported_layer_norms(graph_def, scopes: list[str]) -> dict[str, Any]:
@@ -78,6 +92,10 @@ def watched_tensors(graph_def, ops: Mapping[str, str]) -> tuple[dict[str, list[s
     if "LayerNorm" in kinds:
         for p in _supported_layer_norms(graph_def, kinds["LayerNorm"]).values():
             extra.setdefault(p.reader, []).append(p.x)
+    if "PolyAttention" in kinds:
+        for pa in _supported_poly(graph_def, kinds["PolyAttention"]).values():
+            extra.setdefault(pa.reader, []).append(pa.x)
+            masked.add(pa.x)
     return extra, masked
 
 
@@ -86,9 +104,9 @@ def apply_eight_bit(graph_def, ops: Mapping[str, str], chosen: Mapping[str, tupl
     """(new graph, one report dict per rewrite run) for the selected ops; the input graph is not modified.
 
     ``chosen``: the recipe method's ranges per tensor (attention operands); ``observed``: calibrated min/max
-    per tensor (Softmax and LayerNorm inputs)."""
+    per tensor (Softmax, LayerNorm and PolyAttention inputs)."""
     from inc_transformer_mt.passes.int8_attention import int8_attention
-    from inc_transformer_mt.passes.integer_ops import integer_layer_norm, integer_softmax
+    from inc_transformer_mt.passes.integer_ops import integer_layer_norm, integer_poly_attention, integer_softmax
 
     kinds = _by_type(ops)
     reports = []
@@ -103,6 +121,9 @@ def apply_eight_bit(graph_def, ops: Mapping[str, str], chosen: Mapping[str, tupl
         reports.append(r.to_dict())
     if kinds.get("Softmax"):
         gd, r = integer_softmax(gd, observed, kinds["Softmax"])
+        reports.append(r.to_dict())
+    if kinds.get("PolyAttention"):
+        gd, r = integer_poly_attention(gd, observed, kinds["PolyAttention"])
         reports.append(r.to_dict())
     if kinds.get("LayerNorm"):
         gd, r = integer_layer_norm(gd, observed, kinds["LayerNorm"])

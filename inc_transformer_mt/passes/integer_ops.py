@@ -30,6 +30,16 @@ The additive attention mask (-1e9) clips to the bottom of the range and comes ou
 :func:`softmax_reference` and :func:`layer_norm_reference` are the same algorithms in NumPy (the tests hold
 the graph to them bit for bit). The rewrites match the ops by structure: ``Softmax`` nodes, and composite
 LayerNorms ``mean -> (x - mean)^2 -> mean -> + eps -> rsqrt -> * gamma -> + beta`` by their name scope.
+
+**Lin et al. (2020)'s Integer Transformer** (a model trained with ``--attention polynomial --layer-norm l1``)
+has no Softmax and no square root to approximate; its two ops become integer-only directly:
+
+- *L1 LayerNorm* (``mean -> |x - mean| -> mean -> * sqrt(pi/2) + eps -> divide -> * gamma + beta``): steps 1-2
+  as above, then ``dev = floor(sum(|y|) * round(sqrt(pi/2) 2^16) / (n 2^16)) + round(eps / S)`` replaces the
+  variance and its square root; step 4 as above.
+- *Polynomial attention* (op type ``PolyAttention``: ``ReLU(x + b)^n + |delta|`` over its sum): ``q`` as the
+  softmax's step 1 at ``S = R / 32767`` (masked logits fall below the range and get weight 0),
+  ``p = max(q + round(b / S), 0)^n + round(|delta| / S^n)`` in int64, ``w = round(255 p / sum(p))``.
 """
 
 from __future__ import annotations
@@ -49,11 +59,16 @@ from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, cal
 __all__ = [
     "LayerNormConsts",
     "LayerNormParts",
+    "PolyAttentionParts",
+    "PolyConsts",
     "SoftmaxConsts",
     "integer_layer_norm",
+    "integer_poly_attention",
     "integer_softmax",
     "layer_norm_parts",
     "layer_norm_reference",
+    "poly_attention_parts",
+    "poly_attention_reference",
     "softmax_inputs",
     "softmax_reference",
 ]
@@ -67,6 +82,9 @@ MAX_SHIFT = 30
 OUT_LEVELS = 255
 NORM_BITS = 10
 NEWTON_STEPS = 6
+#: sqrt(pi/2) in fixed point (the L1 LayerNorm's deviation -> standard deviation factor)
+L1_SCALE_BITS = 16
+L1_SCALE_Q = round(math.sqrt(math.pi / 2) * 2**L1_SCALE_BITS)
 
 
 # ------------------------------------------------------------------------------------------------ softmax
@@ -149,7 +167,8 @@ def _absmax(ranges: Mapping[str, tuple[float, float]], tensor: str, op: str) -> 
 @dataclass(frozen=True)
 class LayerNormConsts:
     scale: float
-    eps_q: int
+    eps_q: int  # eps at the variance's scale S^2 (L2)
+    eps_l1_q: int  # eps at the deviation's scale S (L1)
     gamma_q: np.ndarray  # int32 values in [-127, 127]
     gamma_scale: float
     beta_q: np.ndarray  # int32
@@ -159,7 +178,7 @@ class LayerNormConsts:
         s = float(absmax) / INPUT_LEVELS
         g_scale = max(float(np.abs(gamma).max()), 1e-12) / 127.0
         out_scale = g_scale * 2.0**-NORM_BITS
-        return cls(scale=s, eps_q=round(eps / (s * s)),
+        return cls(scale=s, eps_q=round(eps / (s * s)), eps_l1_q=round(eps / s),
                    gamma_q=np.clip(np.round(gamma / g_scale), -127, 127).astype(np.int32), gamma_scale=g_scale,
                    beta_q=np.round(np.asarray(beta, np.float64) / out_scale).astype(np.int32))
 
@@ -177,33 +196,41 @@ def _isqrt_reference(v: np.ndarray) -> np.ndarray:
     return x
 
 
-def layer_norm_reference(x: np.ndarray, k: LayerNormConsts) -> np.ndarray:
-    """The integer LayerNorm of the module docstring in NumPy (float in, dequantized float out)."""
+def layer_norm_reference(x: np.ndarray, k: LayerNormConsts, norm_kind: str = "l2") -> np.ndarray:
+    """The integer LayerNorm of the module docstring in NumPy (float in, dequantized float out); ``norm_kind``
+    "l1" is the integer L1 LayerNorm."""
     n = x.shape[-1]
     q = np.round(np.clip(np.asarray(x, np.float32) / np.float32(k.scale), -INPUT_LEVELS, INPUT_LEVELS)).astype(np.int32)
     y = q - q.sum(axis=-1, keepdims=True) // n
     y64 = y.astype(np.int64)
-    var = (y64 * y64).sum(axis=-1, keepdims=True) // n + k.eps_q
-    std = _isqrt_reference(var)
+    if norm_kind == "l1":
+        std = np.maximum((np.abs(y64).sum(axis=-1, keepdims=True) * L1_SCALE_Q) // (n << L1_SCALE_BITS) + k.eps_l1_q, 1)
+    else:
+        var = (y64 * y64).sum(axis=-1, keepdims=True) // n + k.eps_q
+        std = _isqrt_reference(var)
     norm = ((y64 << NORM_BITS) // std).astype(np.int32)
     out = norm * k.gamma_q + k.beta_q
     return out.astype(np.float32) * np.float32(k.out_scale)
 
 
-def _layer_norm_graph(x, k: LayerNormConsts, n: int):
+def _layer_norm_graph(x, k: LayerNormConsts, n: int, norm_kind: str = "l2"):
     import tensorflow as tf
 
     q = tf.cast(tf.round(tf.clip_by_value(x / np.float32(k.scale), -float(INPUT_LEVELS), float(INPUT_LEVELS))),
                 tf.int32)
     y = q - tf.math.floordiv(tf.reduce_sum(q, axis=-1, keepdims=True), n)
     y64 = tf.cast(y, tf.int64)
-    var = tf.math.floordiv(tf.reduce_sum(y64 * y64, axis=-1, keepdims=True), n) + k.eps_q
-    v = tf.maximum(var, 1)
-    powers = tf.constant([1 << i for i in range(48)], tf.int64)
-    bits = tf.reduce_sum(tf.cast(tf.expand_dims(v, -1) >= powers, tf.int64), axis=-1)
-    r = tf.bitwise.left_shift(tf.ones_like(bits), tf.math.floordiv(bits + 1, 2))
-    for _ in range(NEWTON_STEPS):
-        r = tf.minimum(r, tf.math.floordiv(r + tf.math.floordiv(v, r), 2))
+    if norm_kind == "l1":
+        dev = tf.math.floordiv(tf.reduce_sum(tf.abs(y64), axis=-1, keepdims=True) * L1_SCALE_Q, n << L1_SCALE_BITS)
+        r = tf.maximum(dev + k.eps_l1_q, 1)
+    else:
+        var = tf.math.floordiv(tf.reduce_sum(y64 * y64, axis=-1, keepdims=True), n) + k.eps_q
+        v = tf.maximum(var, 1)
+        powers = tf.constant([1 << i for i in range(48)], tf.int64)
+        bits = tf.reduce_sum(tf.cast(tf.expand_dims(v, -1) >= powers, tf.int64), axis=-1)
+        r = tf.bitwise.left_shift(tf.ones_like(bits), tf.math.floordiv(bits + 1, 2))
+        for _ in range(NEWTON_STEPS):
+            r = tf.minimum(r, tf.math.floordiv(r + tf.math.floordiv(v, r), 2))
     norm = tf.cast(tf.math.floordiv(tf.bitwise.left_shift(y64, NORM_BITS), r), tf.int32)
     out = norm * tf.constant(k.gamma_q) + tf.constant(k.beta_q)
     return tf.multiply(tf.cast(out, tf.float32), np.float32(k.out_scale), name="integer_layer_norm")
@@ -220,6 +247,7 @@ class LayerNormParts:
     beta: np.ndarray
     eps: float
     reader: str  # the op that reads x first (the calibration watches x there)
+    norm: str = "l2"  # "l1": Lin et al.'s L1 LayerNorm (mean absolute deviation, no square root)
 
 
 def _const_value(by_name, name: str) -> np.ndarray | None:
@@ -241,12 +269,15 @@ def layer_norm_parts(graph_def) -> dict[str, LayerNormParts | str]:
         names = {n.name for n in inside}
         rsqrt = [n for n in inside if n.op == "Rsqrt"]
         means = [n for n in inside if n.op == "Mean" and input_op(n.input[0]) not in names]
-        eps_adds = {input_op(r.input[0]) for r in rsqrt}
+        l1 = not rsqrt and any(n.op == "Abs" for n in inside)
+        # the L1 form divides by (mean|x - mu| * sqrt(pi/2) + eps)
+        divs = [n for n in inside if n.op == "RealDiv"] if l1 else rsqrt
+        eps_adds = {input_op(d.input[1 if l1 else 0]) for d in divs}
         adds = [n for n in inside if n.op in ("AddV2", "Add") and n.name not in eps_adds]
-        if len(rsqrt) != 1 or len(means) != 1:
-            out[scope] = "not mean / variance / rsqrt in one scope"
+        if len(divs) != 1 or len(means) != 1:
+            out[scope] = "not mean / variance / rsqrt (or mean / mean absolute deviation) in one scope"
             continue
-        eps_add = by_name.get(input_op(rsqrt[0].input[0]))
+        eps_add = by_name.get(input_op(divs[0].input[1 if l1 else 0]))
         eps = None if eps_add is None else next((v for v in (_const_value(by_name, i) for i in eps_add.input)
                                                  if v is not None), None)
         final = [n for n in adds if _const_value(by_name, n.input[1]) is not None
@@ -261,7 +292,8 @@ def layer_norm_parts(graph_def) -> dict[str, LayerNormParts | str]:
             out[scope] = "gamma / beta are not constant vectors"
             continue
         out[scope] = LayerNormParts(scope=scope, x=means[0].input[0], output=final[0].name, gamma=gamma,
-                                    beta=beta, eps=float(np.asarray(eps).reshape(-1)[0]), reader=means[0].name)
+                                    beta=beta, eps=float(np.asarray(eps).reshape(-1)[0]), reader=means[0].name,
+                                    norm="l1" if l1 else "l2")
     return out
 
 
@@ -280,9 +312,120 @@ def integer_layer_norm(graph_def, ranges: Mapping[str, tuple[float, float]], ops
             raise UserError(f"integer LayerNorm: {scope}: {parts or 'not a LayerNorm of the graph'}")
         k = LayerNormConsts.for_range(_absmax(ranges, parts.x, scope), parts.gamma, parts.beta, parts.eps)
         n = int(parts.gamma.shape[0])
-        sub, out = build_subgraph(lambda x, k=k, n=n: _layer_norm_graph(x, k, n), {"x": None})
+        sub, out = build_subgraph(lambda x, k=k, n=n, kind=parts.norm: _layer_norm_graph(x, k, n, kind), {"x": None})
         splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer_layer_norm")
         report.rewritten.append(scope)
-        report.details[scope] = {"input_scale": k.scale, "gamma_scale": k.gamma_scale}
+        report.details[scope] = {"input_scale": k.scale, "gamma_scale": k.gamma_scale, "norm": parts.norm}
+    prune_unreachable(gd, outputs)
+    return gd, report
+
+
+# ------------------------------------------------------------------------------------ polynomial attention
+@dataclass(frozen=True)
+class PolyAttentionParts:
+    """A polynomial attention (Lin et al. 2020; model/transformer.py) found by structure."""
+
+    scope: str
+    x: str  # the masked attention logits it reads
+    output: str  # the normalised weights (RealDiv)
+    bias: float  # b of ReLU(x + b)^n
+    delta: float  # |delta|
+    degree: int
+    reader: str  # the op that reads x (the calibration watches x there)
+
+
+@dataclass(frozen=True)
+class PolyConsts:
+    scale: float
+    b_q: int
+    delta_q: int
+    degree: int
+
+    @classmethod
+    def for_range(cls, absmax: float, parts: PolyAttentionParts) -> PolyConsts:
+        s = float(absmax) / INPUT_LEVELS
+        return cls(scale=s, b_q=round(parts.bias / s), delta_q=max(1, round(abs(parts.delta) / s**parts.degree)),
+                   degree=parts.degree)
+
+
+def poly_attention_reference(x: np.ndarray, k: PolyConsts) -> np.ndarray:
+    """The integer polynomial attention in NumPy (float logits in, dequantized weights out):
+    ``q = round(clip(x / S))`` (masked logits fall below the range and are dropped), ``r = max(q + b_q, 0)``,
+    ``p = r^n + delta_q`` (int64, scale S^n), ``w = round(255 p / sum(p))``, scale 1/255."""
+    q = np.round(np.clip(np.asarray(x, np.float32) / np.float32(k.scale), -INPUT_LEVELS - 1, INPUT_LEVELS))
+    q = q.astype(np.int64)
+    r = np.maximum(q + k.b_q, 0)
+    p = np.where(q >= -INPUT_LEVELS, r**k.degree + k.delta_q, 0)
+    total = np.maximum(p.sum(axis=-1, keepdims=True), 1)
+    w = (p * OUT_LEVELS + total // 2) // total
+    return w.astype(np.float32) * np.float32(1.0 / OUT_LEVELS)
+
+
+def _poly_graph(x, k: PolyConsts):
+    import tensorflow as tf
+
+    lo, hi = -float(INPUT_LEVELS + 1), float(INPUT_LEVELS)
+    q = tf.cast(tf.round(tf.clip_by_value(x / np.float32(k.scale), lo, hi)), tf.int64)
+    r = tf.maximum(q + k.b_q, 0)
+    power = r
+    for _ in range(k.degree - 1):
+        power = power * r
+    p = tf.where(q >= -INPUT_LEVELS, power + k.delta_q, tf.zeros_like(power))
+    total = tf.maximum(tf.reduce_sum(p, axis=-1, keepdims=True), 1)
+    w = tf.math.floordiv(p * OUT_LEVELS + tf.math.floordiv(total, 2), total)
+    return tf.multiply(tf.cast(w, tf.float32), np.float32(1.0 / OUT_LEVELS), name="integer_poly_attention")
+
+
+def poly_attention_parts(graph_def) -> dict[str, PolyAttentionParts | str]:
+    """Polynomial-attention scope -> its parts, or the reason it is not in the form the model writes."""
+    from inc_transformer_mt.model.analysis import poly_attention_scopes
+
+    by_name = {n.name: n for n in graph_def.node}
+    out: dict[str, PolyAttentionParts | str] = {}
+    for scope in poly_attention_scopes(graph_def):
+        inside = [n for n in graph_def.node if n.name.startswith(scope + "/")]
+        relus = [n for n in inside if n.op == "Relu"]
+        divs = [n for n in inside if n.op == "RealDiv"]
+        abs_ = [n for n in inside if n.op == "Abs"]
+        if len(relus) != 1 or len(divs) != 1:
+            out[scope] = "not ReLU(x + b)^n + |delta| over its sum in one scope"
+            continue
+        add = by_name.get(input_op(relus[0].input[0]))
+        consts = [] if add is None else [(_const_value(by_name, i), i) for i in add.input]
+        b = next((v for v, _ in consts if v is not None), None)
+        x = next((i for v, i in consts if v is None), None)
+        delta = _const_value(by_name, abs_[0].input[0]) if len(abs_) == 1 else None
+        if delta is None:  # |delta| folded into a constant
+            adds = [n for n in inside if n.op in ("AddV2", "Add") and n is not add]
+            delta = next((v for n in adds for v in (_const_value(by_name, i) for i in n.input) if v is not None),
+                         None)
+        if b is None or x is None or delta is None:
+            out[scope] = "b or delta is not a constant"
+            continue
+        degree = 1 + sum(1 for n in inside if n.op == "Mul" and relus[0].name in map(input_op, n.input))
+        out[scope] = PolyAttentionParts(scope=scope, x=x, output=divs[0].name, bias=float(np.asarray(b).reshape(-1)[0]),
+                                        delta=float(np.abs(np.asarray(delta)).reshape(-1)[0]), degree=degree,
+                                        reader=add.name)
+    return out
+
+
+def integer_poly_attention(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Iterable[str]):
+    """(new graph_def, PassReport): each polynomial attention in ``ops`` replaced by its integer-only form, with
+    the range of its (unmasked) logits from ``ranges``. The input graph is not modified."""
+    from inc_transformer_mt.passes.graph_edit import prune_unreachable, sinks
+
+    gd = copy.deepcopy(graph_def)
+    report = PassReport(name="integer_poly_attention")
+    outputs = sinks(gd)
+    parts_of = poly_attention_parts(gd)
+    for scope in sorted(set(ops)):
+        parts: Any = parts_of.get(scope)
+        if parts is None or isinstance(parts, str):
+            raise UserError(f"integer polynomial attention: {scope}: {parts or 'not a polynomial attention'}")
+        k = PolyConsts.for_range(_absmax(ranges, parts.x, scope), parts)
+        sub, out = build_subgraph(lambda x, k=k: _poly_graph(x, k), {"x": None})
+        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer_poly_attention")
+        report.rewritten.append(scope)
+        report.details[scope] = {"input_scale": k.scale, "degree": k.degree, "b_q": k.b_q}
     prune_unreachable(gd, outputs)
     return gd, report

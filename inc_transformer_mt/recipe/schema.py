@@ -118,13 +118,15 @@ class DataSpec(_Strict):
 class QuantRule(_Strict):
     """One op-wise rule. Rules apply in order; a later match overrides an earlier one."""
 
-    op_type: Literal["MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd"] | None = Field(
-        None, description="op type the rule applies to"
+    op_type: Literal["MatMul", "BatchMatMulV2", "Softmax", "LayerNorm", "GatherNd", "PolyAttention"] | None = Field(
+        None, description="op type the rule applies to (PolyAttention: the Softmax-free attention weights of Lin "
+                          "et al. 2020's Integer Transformer, a model trained with --attention polynomial)"
     )
     op_name: str | None = Field(None, description="anchored regular expression (^...$) on op names")
     dtype: Literal["int8", "fp32", "integer"] = Field(
         description="int8 (MatMul via INC; attention BatchMatMulV2 and the K/V cache GatherNd via the package's "
-                    "rewrites), fp32 (keep float), integer (integer-only Softmax/LayerNorm, I-BERT)"
+                    "rewrites), fp32 (keep float), integer (integer-only Softmax/LayerNorm, I-BERT; "
+                    "integer-only polynomial attention and L1 LayerNorm, Lin et al. 2020)"
     )
 
     @field_validator("op_name")
@@ -154,14 +156,16 @@ class QuantRule(_Strict):
 
 #: op type -> the dtypes a rule may give it
 DTYPES_BY_OP = {"MatMul": ("int8", "fp32"), "BatchMatMulV2": ("int8", "fp32"), "Softmax": ("integer", "fp32"),
-                "LayerNorm": ("integer", "fp32"), "GatherNd": ("int8", "fp32")}
+                "LayerNorm": ("integer", "fp32"), "GatherNd": ("int8", "fp32"), "PolyAttention": ("integer", "fp32")}
 _WHY = {
-    ("MatMul", "integer"): "dtype integer is for Softmax and LayerNorm; a MatMul is int8 or fp32",
-    ("BatchMatMulV2", "integer"): "dtype integer is for Softmax and LayerNorm; attention BatchMatMulV2 is int8 "
+    ("MatMul", "integer"): "dtype integer is for Softmax, LayerNorm and PolyAttention; a MatMul is int8 or fp32",
+    ("BatchMatMulV2", "integer"): "dtype integer is for Softmax, LayerNorm and PolyAttention; attention BatchMatMulV2 is int8 "
                                   "(the package's INT8 attention) or fp32",
     ("Softmax", "int8"): "Softmax has no int8 kernel; use dtype integer (integer-only softmax) or fp32",
     ("LayerNorm", "int8"): "LayerNorm has no int8 kernel; use dtype integer (integer-only LayerNorm) or fp32",
-    ("GatherNd", "integer"): "dtype integer is for Softmax and LayerNorm; GatherNd is int8 (the INT8 K/V cache) "
+    ("PolyAttention", "int8"): "PolyAttention has no int8 kernel; use dtype integer (integer-only polynomial "
+                               "attention) or fp32",
+    ("GatherNd", "integer"): "dtype integer is for Softmax, LayerNorm and PolyAttention; GatherNd is int8 (the INT8 K/V cache) "
                              "or fp32",
 }
 
