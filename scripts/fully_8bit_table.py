@@ -14,6 +14,7 @@ ROWS = [
     ("reference_int8_cache", "+ INT8 K/V cache"),
     ("reference_integer_softmax", "+ integer Softmax"),
     ("reference_fully_8bit", "+ integer LayerNorm = fully 8-bit, post-training"),
+    ("integer_transformer_kl", "Lin et al.'s trained Integer Transformer, INT8 MatMuls only (drop vs its own FP32)"),
     ("integer_transformer_fully_8bit", "fully 8-bit, Lin et al.'s trained Integer Transformer (drop vs its own FP32)"),
 ]
 TYPES = ("MatMul", "BatchMatMulV2", "GatherNd", "Softmax", "LayerNorm", "PolyAttention")
