@@ -283,8 +283,10 @@ def _run_process(case, argv, root) -> tuple[int, str, str]:
                               text=True, timeout=120, check=False, env=env)
         return proc.returncode, proc.stdout or "", proc.stderr
     # a signal once the command has started its work (its workers are up after ``after`` seconds)
+    # SIGINT at its default in the child (a suite started in the background passes it on ignored)
     with subprocess.Popen(["bash", "-c", cmd], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env) as proc:
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         try:
             out, err = proc.communicate(timeout=float(sig["after"]))
         except subprocess.TimeoutExpired:
