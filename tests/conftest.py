@@ -11,6 +11,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ITEX_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: `python -m inc_transformer_mt.cli.main` with Ctrl-C's default action, as a terminal's foreground job has it: a
+#: suite started in the background (``make test &``) passes SIGINT on ignored, and Python then never raises
+#: KeyboardInterrupt. Append the command's arguments.
+CLI_WITH_CTRL_C = ["-c", ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                          "runpy.run_module('inc_transformer_mt.cli.main', run_name='__main__', alter_sys=True)")]
 REFERENCE = ROOT / "inc_transformer_mt" / "reference"
 SPM = REFERENCE / "spm.model"
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import CLI_WITH_CTRL_C
 
 from inc_transformer_mt.cli.main import main
 
@@ -274,19 +275,19 @@ def _run_process(case, argv, root) -> tuple[int, str, str]:
     redirect = {"<closed>": " >&-", "<full>": " >/dev/full"}.get(case.get("stdout"), "")
     redirect += " <&-" if case.get("stdin") == "<closed>" else ""
     quoted = " ".join(shlex_quote(a) for a in argv)
-    cmd = f"exec {shlex_quote(sys.executable)} -m inc_transformer_mt.cli.main {quoted}{redirect}"
+    sig = case.get("signal")
+    # a signalled command starts with Ctrl-C's default action, whatever the suite inherited
+    module = " ".join(map(shlex_quote, CLI_WITH_CTRL_C)) if sig else "-m inc_transformer_mt.cli.main"
+    cmd = f"exec {shlex_quote(sys.executable)} {module} {quoted}{redirect}"
     stdin = case.get("stdin") if case.get("stdin") not in (None, "<closed>") else None
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    sig = case.get("signal")
     if sig is None:
         proc = subprocess.run(["bash", "-c", cmd], cwd=root, input=stdin, capture_output=True,
                               text=True, timeout=120, check=False, env=env)
         return proc.returncode, proc.stdout or "", proc.stderr
     # a signal once the command has started its work (its workers are up after ``after`` seconds)
-    # SIGINT at its default in the child (a suite started in the background passes it on ignored)
     with subprocess.Popen(["bash", "-c", cmd], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
+                          stderr=subprocess.PIPE, text=True, env=env) as proc:
         try:
             out, err = proc.communicate(timeout=float(sig["after"]))
         except subprocess.TimeoutExpired:

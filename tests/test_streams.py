@@ -69,15 +69,6 @@ def test_stream_start_failure_is_one_user_error(tmp_path, tiny_model_dir):
         StreamPool(resolve_model(bad), StreamSpec(streams=1))
 
 
-def _default_sigint() -> None:
-    """Ctrl-C's default action in the child, as a terminal's foreground job has it: a suite started in the
-    background (``make test &``) passes SIGINT ignored on to its children, and Python then never raises
-    KeyboardInterrupt."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start_translate_with_streams(tiny_model_dir, tmp_path):
     """`inc-mt translate --streams 2` on a long input, returned once both worker processes exist."""
     import subprocess
@@ -87,10 +78,12 @@ def _start_translate_with_streams(tiny_model_dir, tmp_path):
     import psutil
 
     (tmp_path / "in.en").write_text("".join(s + "\n" for s in _random_sentences(4000, seed=5)))
-    proc = subprocess.Popen([sys.executable, "-m", "inc_transformer_mt.cli.main", "translate", str(tmp_path / "in.en"),
+    from conftest import CLI_WITH_CTRL_C
+
+    proc = subprocess.Popen([sys.executable, *CLI_WITH_CTRL_C, "translate", str(tmp_path / "in.en"),
                              "--model", str(tiny_model_dir), "--streams", "2", "--max-sentences", "1",
                              "-o", str(tmp_path / "out.de")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_default_sigint)
+                            start_new_session=True)
     def is_worker(child) -> bool:
         try:
             return "spawn_main" in " ".join(child.cmdline())

@@ -47,16 +47,20 @@ _LAYER_NORM_OPS = {"LayerNorm", "_MklLayerNorm", "_ITEXLayerNorm", "ITEXLayerNor
 _BATCH_MATMULS = ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
 
 
+def _computing_scope(pattern: re.Pattern, node) -> str | None:
+    """The scope ``pattern`` finds in a computing node's name (constants and their Enter/Identity left out)."""
+    m = pattern.match(node.name)
+    return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
+
+
 def _composite_layer_norm(node) -> str | None:
     """The ``.../layer_norm*`` scope a computing node of a composite (mean/variance/rsqrt) LayerNorm belongs to."""
-    m = _LAYER_NORM_SCOPE.match(node.name)
-    return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
+    return _computing_scope(_LAYER_NORM_SCOPE, node)
 
 
 def _poly_attention(node) -> str | None:
     """The ``.../polynomial_attention`` scope a computing node of a polynomial attention belongs to."""
-    m = _POLY_SCOPE.match(node.name)
-    return m.group(1) if m and node.op not in ("Const", "Enter", "Identity") else None
+    return _computing_scope(_POLY_SCOPE, node)
 
 
 # ------------------------------------------------------------------------------------------- edges

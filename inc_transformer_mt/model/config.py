@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,10 +17,13 @@ from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.recipe.loader import first_error
 from inc_transformer_mt.recipe.schema import RuntimeSpec
 
-__all__ = ["ATTENTIONS", "EOS_ID", "LAYER_NORMS", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
+__all__ = ["ATTENTIONS", "EOS_ID", "L1_NORM_SCALE", "LAYER_NORMS", "PAD_ID", "UNK_ID", "GraphMeta", "MetaFile", "ModelConfig"]
 
 ATTENTIONS = ("softmax", "polynomial")
 LAYER_NORMS = ("l2", "l1")
+#: sqrt(pi/2): mean |x - mu| times this is the standard deviation of a normal distribution (Wu et al. 2018); the
+#: L1 LayerNorm's factor, in the model (model/transformer.py) and in its integer form (passes/integer_ops.py)
+L1_NORM_SCALE = math.sqrt(math.pi / 2)
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,6 @@ class ModelConfig:
             raise UserError(f"model config: layer_norm {self.layer_norm!r} is not one of {', '.join(LAYER_NORMS)}")
         if not 1 <= self.poly_degree <= 3:
             raise UserError(f"model config: poly_degree {self.poly_degree} is not 1, 2 or 3")
-
-    @property
-    def integer_transformer(self) -> bool:
-        """Lin et al. (2020)'s Integer Transformer: polynomial attention and L1 LayerNorm."""
-        return self.attention == "polynomial" and self.layer_norm == "l1"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from inc_transformer_mt.model.config import PAD_ID, ModelConfig
+from inc_transformer_mt.model.config import L1_NORM_SCALE, PAD_ID, ModelConfig
 
 __all__ = [
     "NEG_INF",
@@ -109,10 +109,6 @@ def _dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None = None) -> tf
     if bias is not None:
         y = tf.nn.bias_add(y, bias)
     return tf.reshape(y, tf.concat([lead, [out_dim]], axis=0))
-
-
-#: sqrt(pi/2): mean |x - mu| times this is the standard deviation of a normal distribution (Wu et al. 2018)
-L1_NORM_SCALE = math.sqrt(math.pi / 2)
 
 
 def _layer_norm(x: tf.Tensor, p: Params, prefix: str, cfg: ModelConfig, eps: float = 1e-6) -> tf.Tensor:

@@ -44,32 +44,20 @@ def check_supported(graph_def, ops: Mapping[str, str]) -> None:
     if kinds.get("GatherNd") and not kinds.get("BatchMatMulV2"):
         raise UserError("GatherNd int8 (the INT8 K/V cache) needs the attention that reads the cache in INT8: "
                         "add {op_type: BatchMatMulV2, dtype: int8}")
-    if kinds.get("LayerNorm"):
-        _supported_layer_norms(graph_def, kinds["LayerNorm"])
-    if kinds.get("PolyAttention"):
-        _supported_poly(graph_def, kinds["PolyAttention"])
+    for op_type in ("LayerNorm", "PolyAttention"):
+        if kinds.get(op_type):
+            _supported(graph_def, op_type, kinds[op_type])
 
 
-def _supported_poly(graph_def, scopes: list[str]) -> dict[str, Any]:
-    """scope -> PolyAttentionParts of the selected polynomial attentions; UserError naming the first in another
-    form."""
-    from inc_transformer_mt.passes.integer_ops import poly_attention_parts
+def _supported(graph_def, op_type: str, scopes: list[str]) -> dict[str, Any]:
+    """scope -> parts of the selected LayerNorms or polynomial attentions (``op_type``); UserError naming the first
+    in another form."""
+    from inc_transformer_mt.passes.integer_ops import layer_norm_parts, poly_attention_parts
 
-    parts = poly_attention_parts(graph_def)
+    parts = (layer_norm_parts if op_type == "LayerNorm" else poly_attention_parts)(graph_def)
     for scope in scopes:
         if isinstance(parts.get(scope), str):
-            raise UserError(f"PolyAttention {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
-    return {scope: parts[scope] for scope in scopes}
-
-
-def _supported_layer_norms(graph_def, scopes: list[str]) -> dict[str, Any]:
-    """scope -> LayerNormParts of the selected LayerNorms; UserError naming the first in another form."""
-    from inc_transformer_mt.passes.integer_ops import layer_norm_parts
-
-    parts = layer_norm_parts(graph_def)
-    for scope in scopes:
-        if isinstance(parts.get(scope), str):
-            raise UserError(f"LayerNorm {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
+            raise UserError(f"{op_type} {scope} cannot be made integer: {parts[scope]} (keep it fp32)")
     return {scope: parts[scope] for scope in scopes}
 
 
@@ -89,13 +77,11 @@ def watched_tensors(graph_def, ops: Mapping[str, str]) -> tuple[dict[str, list[s
         for op in kinds["Softmax"]:
             extra[op] = [sm[op]]
             masked.add(sm[op])
-    if "LayerNorm" in kinds:
-        for p in _supported_layer_norms(graph_def, kinds["LayerNorm"]).values():
+    for op_type in ("LayerNorm", "PolyAttention"):
+        for p in _supported(graph_def, op_type, kinds.get(op_type, [])).values():
             extra.setdefault(p.reader, []).append(p.x)
-    if "PolyAttention" in kinds:
-        for pa in _supported_poly(graph_def, kinds["PolyAttention"]).values():
-            extra.setdefault(pa.reader, []).append(pa.x)
-            masked.add(pa.x)
+            if op_type == "PolyAttention":
+                masked.add(p.x)  # attention logits: the mask's -1e9 stays out of the statistics
     return extra, masked
 
 

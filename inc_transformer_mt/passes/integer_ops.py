@@ -54,6 +54,7 @@ import numpy as np
 
 from inc_transformer_mt.errors import UserError
 from inc_transformer_mt.model.analysis import compute_ops, input_op, source_node
+from inc_transformer_mt.model.config import L1_NORM_SCALE
 from inc_transformer_mt.passes.graph_edit import PassReport, build_subgraph, calibrated_range, splice
 
 __all__ = [
@@ -84,7 +85,7 @@ NORM_BITS = 10
 NEWTON_STEPS = 6
 #: sqrt(pi/2) in fixed point (the L1 LayerNorm's deviation -> standard deviation factor)
 L1_SCALE_BITS = 16
-L1_SCALE_Q = round(math.sqrt(math.pi / 2) * 2**L1_SCALE_BITS)
+L1_SCALE_Q = round(L1_NORM_SCALE * 2**L1_SCALE_BITS)
 
 
 # ------------------------------------------------------------------------------------------------ softmax
@@ -297,27 +298,41 @@ def layer_norm_parts(graph_def) -> dict[str, LayerNormParts | str]:
     return out
 
 
-def integer_layer_norm(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Iterable[str]):
-    """(new graph_def, PassReport): each LayerNorm scope in ``ops`` replaced by the integer LayerNorm, with the
-    range of its input from ``ranges``. The input graph is not modified; the old scope's nodes are pruned."""
+def _replace_scopes(graph_def, pass_name: str, parts_of: Mapping[str, Any], ops: Iterable[str], what: str,
+                    missing: str, rewrite) -> tuple[Any, PassReport]:
+    """(new graph_def, PassReport): each scope in ``ops`` replaced by ``rewrite(parts)`` -> (graph function of x,
+    report details), spliced in at the scope's output and fed its input; the old scope's nodes are pruned.
+    ``parts_of``: scope -> its parts, or why it is not in the supported form. The input graph is not modified."""
     from inc_transformer_mt.passes.graph_edit import prune_unreachable, sinks
 
     gd = copy.deepcopy(graph_def)
-    report = PassReport(name="integer_layer_norm")
+    report = PassReport(name=pass_name)
     outputs = sinks(gd)
-    parts_of = layer_norm_parts(gd)
     for scope in sorted(set(ops)):
         parts: Any = parts_of.get(scope)
         if parts is None or isinstance(parts, str):
-            raise UserError(f"integer LayerNorm: {scope}: {parts or 'not a LayerNorm of the graph'}")
-        k = LayerNormConsts.for_range(_absmax(ranges, parts.x, scope), parts.gamma, parts.beta, parts.eps)
-        n = int(parts.gamma.shape[0])
-        sub, out = build_subgraph(lambda x, k=k, n=n, kind=parts.norm: _layer_norm_graph(x, k, n, kind), {"x": None})
-        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer_layer_norm")
+            raise UserError(f"{what}: {scope}: {parts or missing}")
+        fn, details = rewrite(parts)
+        sub, out = build_subgraph(fn, {"x": None})
+        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/{pass_name}")
         report.rewritten.append(scope)
-        report.details[scope] = {"input_scale": k.scale, "gamma_scale": k.gamma_scale, "norm": parts.norm}
+        report.details[scope] = details
     prune_unreachable(gd, outputs)
     return gd, report
+
+
+def integer_layer_norm(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Iterable[str]):
+    """(new graph_def, PassReport): each LayerNorm scope in ``ops`` replaced by the integer LayerNorm (L2 or L1, as
+    the scope computes), with the range of its input from ``ranges``. The input graph is not modified."""
+
+    def rewrite(parts: LayerNormParts):
+        k = LayerNormConsts.for_range(_absmax(ranges, parts.x, parts.scope), parts.gamma, parts.beta, parts.eps)
+        n = int(parts.gamma.shape[0])
+        return (lambda x: _layer_norm_graph(x, k, n, parts.norm),
+                {"input_scale": k.scale, "gamma_scale": k.gamma_scale, "norm": parts.norm})
+
+    return _replace_scopes(graph_def, "integer_layer_norm", layer_norm_parts(graph_def), ops, "integer LayerNorm",
+                           "not a LayerNorm of the graph", rewrite)
 
 
 # ------------------------------------------------------------------------------------ polynomial attention
@@ -412,20 +427,10 @@ def poly_attention_parts(graph_def) -> dict[str, PolyAttentionParts | str]:
 def integer_poly_attention(graph_def, ranges: Mapping[str, tuple[float, float]], ops: Iterable[str]):
     """(new graph_def, PassReport): each polynomial attention in ``ops`` replaced by its integer-only form, with
     the range of its (unmasked) logits from ``ranges``. The input graph is not modified."""
-    from inc_transformer_mt.passes.graph_edit import prune_unreachable, sinks
 
-    gd = copy.deepcopy(graph_def)
-    report = PassReport(name="integer_poly_attention")
-    outputs = sinks(gd)
-    parts_of = poly_attention_parts(gd)
-    for scope in sorted(set(ops)):
-        parts: Any = parts_of.get(scope)
-        if parts is None or isinstance(parts, str):
-            raise UserError(f"integer polynomial attention: {scope}: {parts or 'not a polynomial attention'}")
-        k = PolyConsts.for_range(_absmax(ranges, parts.x, scope), parts)
-        sub, out = build_subgraph(lambda x, k=k: _poly_graph(x, k), {"x": None})
-        splice(gd, parts.output, sub, out, {"x": parts.x}, anchor=parts.x, prefix=f"{scope}/integer_poly_attention")
-        report.rewritten.append(scope)
-        report.details[scope] = {"input_scale": k.scale, "degree": k.degree, "b_q": k.b_q}
-    prune_unreachable(gd, outputs)
-    return gd, report
+    def rewrite(parts: PolyAttentionParts):
+        k = PolyConsts.for_range(_absmax(ranges, parts.x, parts.scope), parts)
+        return lambda x: _poly_graph(x, k), {"input_scale": k.scale, "degree": k.degree, "b_q": k.b_q}
+
+    return _replace_scopes(graph_def, "integer_poly_attention", poly_attention_parts(graph_def), ops,
+                           "integer polynomial attention", "not a polynomial attention", rewrite)
